@@ -1,0 +1,32 @@
+"""Neuron Ranking Explorer — the library behind the app and the CLI (never imports streamlit).
+
+Notebook entry points::
+
+    import core
+    model = core.load_model()                      # shipped LeNet-5 on digits (or a path / torchvision name)
+    val = core.load_dataset("digits", "val")
+    core.prunable_layers(model)                    # [LayerInfo(name="conv1", kind="conv", units=10, ...), ...]
+    result = core.evaluate(model, val, off={"conv2": [0, 3]})
+    result.accuracy, result.per_class, result.confusion
+"""
+from __future__ import annotations
+
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .data import DataError, DataSplit, image_to_tensor, load_dataset
+from .device import pick_device
+from .engine import BatchResult, Engine, EvalResult, Off
+from .models import LayerInfo, ModelMeta, lenet5, model_totals, prunable_layers, vgg16
+from .prune import prune_model
+
+
+def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
+    """Accuracy (overall, per class, confusion) of ``model`` with the ``off`` units turned off.
+
+    For repeated calls on the same model and data, keep an ``Engine`` instead: it caches."""
+    return Engine(model, data).evaluate(off)
+
+
+__all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "prunable_layers", "evaluate",
+           "Engine", "EvalResult", "BatchResult", "DataSplit", "LayerInfo", "ModelMeta", "CheckpointError",
+           "DataError", "DEFAULT_CHECKPOINT", "lenet5", "vgg16", "prune_model", "model_totals",
+           "image_to_tensor", "pick_device"]

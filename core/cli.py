@@ -1,0 +1,158 @@
+"""Command line: ``python -m core <command>``. Errors are one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from tqdm import tqdm
+
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, save_checkpoint
+from .data import DATASETS, DataError, load_dataset
+from .engine import Engine
+from .models import model_totals, prunable_layers
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register a sub-command: ``arguments`` adds its options, the decorated function runs it."""
+    def register(run: Callable[[argparse.Namespace], int]):
+        COMMANDS[name] = (arguments, run)
+        return run
+    return register
+
+
+def _common(parser: argparse.ArgumentParser, split: str = "test") -> None:
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help="checkpoint file or torchvision model name (default: the shipped LeNet-5 on digits)")
+    parser.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: the checkpoint's)")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
+    parser.add_argument("--split", default=split, choices=("train", "val", "test"))
+    parser.add_argument("--limit", type=int, default=None, help="use a seeded subset of this many images")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+
+
+def load(args: argparse.Namespace):
+    """The model and data split the common options name."""
+    model = load_model(args.checkpoint, device=args.device)
+    name = args.dataset or model.meta.dataset or "digits"
+    input_shape = model.meta.input_shape if name == "imagefolder" else None
+    data = load_dataset(name, args.split, args.data_root, args.download, input_shape, args.limit)
+    return model, data
+
+
+def parse_off(specs: list[str]) -> dict[str, list[int]]:
+    """``conv2:0,3,5`` (repeatable) -> {"conv2": [0, 3, 5]}."""
+    off: dict[str, list[int]] = {}
+    for spec in specs:
+        layer, sep, units = spec.partition(":")
+        if not sep or not units:
+            raise ValueError(f"--off {spec!r}: expected LAYER:UNIT,UNIT,... e.g. conv2:0,3,5")
+        try:
+            off.setdefault(layer, []).extend(int(u) for u in units.split(",") if u.strip())
+        except ValueError:
+            raise ValueError(f"--off {spec!r}: units must be whole numbers") from None
+    return off
+
+
+def _print(payload: dict, as_json: bool, text: str) -> None:
+    print(json.dumps(payload, indent=2) if as_json else text)
+
+
+@command("info", lambda p: (_common(p), p.add_argument("--json", action="store_true")))
+def info(args: argparse.Namespace) -> int:
+    model, data = load(args)
+    result = Engine(model, data).evaluate()
+    layers = [vars(layer) for layer in prunable_layers(model)]
+    payload = {"model": model.meta.arch, "arch_params": model.meta.arch_params, "checkpoint": model.meta.source,
+               "dataset": data.name, "split": args.split, "images": len(data), "accuracy": result.accuracy,
+               **model_totals(model), "layers": layers}
+    rows = "\n".join(f"  {l['name']:<10} {l['kind']:<5} {l['units']:>6} units {l['params']:>10,} params "
+                     f"{l['flops']:>12,} FLOPs" for l in layers)
+    _print(payload, args.json, f"{payload['model']} on {data.name} ({args.split}, {len(data)} images): "
+                               f"accuracy {result.accuracy:.4f}\n{rows}\n  total {payload['params']:,} params, "
+                               f"{payload['flops']:,} FLOPs (multiply-adds per image)")
+    return 0
+
+
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--off", action="append", default=[], metavar="LAYER:UNITS",
+                        help="units to turn off, e.g. conv2:0,3,5 (repeatable)")
+    parser.add_argument("--json", action="store_true")
+
+
+@command("evaluate", _evaluate_args)
+def evaluate(args: argparse.Namespace) -> int:
+    model, data = load(args)
+    off = parse_off(args.off)
+    engine = Engine(model, data)
+    full, masked = engine.evaluate(), engine.evaluate(off)
+    payload = {"dataset": data.name, "split": args.split, "images": len(data), "off": off,
+               "accuracy": masked.accuracy, "full_accuracy": full.accuracy,
+               "delta": masked.accuracy - full.accuracy, "loss": masked.loss,
+               "per_class": {c: (None if a != a else float(a)) for c, a in zip(data.class_names, masked.per_class)}}
+    _print(payload, args.json, f"accuracy {masked.accuracy:.4f} (full model {full.accuracy:.4f}, "
+                               f"delta {payload['delta']:+.4f}) on {len(data)} {data.name} {args.split} images")
+    return 0
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="lenet5", choices=("lenet5", "vgg16"))
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--widths", default=None, help="lenet5 widths, e.g. 10,20,100,25")
+    parser.add_argument("--width-mult", type=float, default=1.0, help="vgg16 width multiplier")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="checkpoint path (default: assets/<model>_<dataset>.pt)")
+
+
+@command("train", _train_args)
+def train(args: argparse.Namespace) -> int:
+    from .device import pick_device
+    from .train import train_new
+
+    params = {"width_mult": args.width_mult} if args.model == "vgg16" else {}
+    if args.widths:
+        try:
+            params["widths"] = [int(w) for w in args.widths.split(",")]
+        except ValueError:
+            raise ValueError("--widths: whole numbers separated by commas, e.g. 10,20,100,25") from None
+        if args.model == "lenet5" and len(params["widths"]) != 4:
+            raise ValueError("--widths: lenet5 takes 4 widths (conv1, conv2, fc1, fc2)")
+    bar = tqdm(total=args.epochs, desc="train", unit="epoch")
+
+    def progress(epoch: int, epochs: int, stats: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", val=f"{stats['val_accuracy']:.4f}")
+
+    model = train_new(args.model, args.dataset, args.data_root, params or None, pick_device(args.device),
+                      progress, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    bar.close()
+    out = args.out or DEFAULT_CHECKPOINT.parent / f"{args.model}_{args.dataset}.pt"
+    save_checkpoint(model, out)
+    print(json.dumps({"checkpoint": str(out), "accuracy": model.meta.accuracy}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Neuron Ranking Explorer command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (arguments, run) in COMMANDS.items():
+        arguments(sub.add_parser(name, help=(run.__doc__ or "").strip().splitlines()[0] if run.__doc__ else None))
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except (CheckpointError, DataError, ValueError, OSError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

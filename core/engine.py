@@ -1,0 +1,296 @@
+"""The one masking + evaluation engine.
+
+A mask says which units are *off*, per layer. Masks are arguments, never written into the
+model, so one cached model can serve many sessions. Everything that evaluates a masked
+network (live toggles, Shapley, pruning curves, pruning) goes through ``Engine``.
+
+Speed (DESIGN.md section 3): for our staged models the activations leaving a layer are
+cached once per (model, data split, layer), and only the rest of the network runs. K masks
+are evaluated in one pass by stacking them along the batch dimension. When the next layer is
+a conv/linear that consumes the masked channels directly, its pre-activation is linear in
+the mask, so each channel's contribution is precomputed and masks combine by one einsum.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DataSplit
+from .models import is_staged, layer_names, mask_point, unit_count
+
+Off = Mapping[str, Iterable[int]]
+_LINEAR_CACHE_BYTES = 384 * 2**20  # the per-channel contribution cache is skipped above this
+_CHUNK_ELEMENTS = 8 * 2**20  # floats per stacked (masks x images) activation chunk
+
+
+@dataclass
+class EvalResult:
+    """Accuracy of one masked network on a data split."""
+
+    accuracy: float
+    loss: float
+    per_class: np.ndarray  # accuracy per true class (nan for a class with no images)
+    confusion: np.ndarray  # [true, predicted] counts
+    predictions: np.ndarray
+    n: int
+
+
+@dataclass
+class BatchResult:
+    """Accuracy and loss of K masked networks (one entry per mask)."""
+
+    accuracy: np.ndarray
+    loss: np.ndarray
+
+
+def keep_vector(units: int, off: Iterable[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """1 for units that stay on, 0 for units turned off."""
+    keep = torch.ones(units, device=device)
+    off = [int(i) for i in off]
+    bad = [i for i in off if not 0 <= i < units]
+    if bad:
+        raise ValueError(f"unit {bad[0]} does not exist: the layer has units 0..{units - 1}")
+    keep[off] = 0.0
+    return keep
+
+
+def _broadcast(keep: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """Shape a (C,) or per-sample (B, C) keep vector to multiply a (B, C, ...) activation."""
+    shape = keep.shape if keep.dim() == 2 else (1, keep.shape[0])
+    return keep.view(*shape, *([1] * (activation.dim() - 2)))
+
+
+def check_compatible(model: nn.Module, data: DataSplit) -> None:
+    """Refuse a dataset whose images or classes do not fit the model, with a clear reason."""
+    meta = getattr(model, "meta", None)
+    if meta is None:
+        return
+    if tuple(meta.input_shape) != data.input_shape:
+        shape = "x".join(map(str, meta.input_shape))
+        raise ValueError(f"the model takes {shape} images but {data.name} has "
+                         f"{'x'.join(map(str, data.input_shape))}; pick a dataset that fits the model")
+    if int(data.labels.max()) >= meta.num_classes:
+        raise ValueError(f"the model has {meta.num_classes} classes but {data.name} has "
+                         f"{len(data.class_names)}; pick a dataset that fits the model")
+
+
+class Engine:
+    """Evaluates masked versions of ``model`` on ``data``; holds the per-layer caches."""
+
+    def __init__(self, model: nn.Module, data: DataSplit, batch_size: int = 1024):
+        check_compatible(model, data)
+        self.model = model.eval()
+        self.data = data
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.staged = is_staged(model)
+        self.layers = layer_names(model)
+        self._children = list(model.named_children()) if self.staged else []
+        self._prefix: dict[str, torch.Tensor] = {}
+        self._linear: dict[str, tuple | None] = {}
+        self._lock = threading.Lock()  # one shared engine serves many app sessions
+        self._labels = data.labels.to(self.device)
+
+    # --- public API ---------------------------------------------------------------------
+
+    def units(self, layer: str) -> int:
+        self._check_layer(layer)
+        return unit_count(self.model, layer)
+
+    def keep_masks(self, off: Off | None) -> dict[str, torch.Tensor]:
+        """Validate an ``off`` mapping and turn it into keep vectors (only masked layers)."""
+        masks = {}
+        for layer, units in (off or {}).items():
+            units = list(units)
+            if units:
+                masks[layer] = keep_vector(self.units(layer), units, self.device)
+        return masks
+
+    @torch.no_grad()
+    def logits(self, off: Off | None = None) -> torch.Tensor:
+        """Logits of the masked network for every image of the split."""
+        masks = self.keep_masks(off)
+        if not self.staged:
+            return self._hooked_logits(masks)
+        if not masks:
+            return self._run(self.data.images, start=0, masks={})
+        first = min(masks, key=self.layers.index)
+        return self._suffix_logits(first, masks[first].unsqueeze(0), rest={k: v for k, v in masks.items()
+                                                                          if k != first})[0]
+
+    def evaluate(self, off: Off | None = None) -> EvalResult:
+        """Accuracy overall, per class, confusion matrix and loss of the network with ``off`` units off."""
+        logits = self.logits(off)
+        labels = self._labels
+        loss = float(F.cross_entropy(logits, labels))
+        predicted = logits.argmax(1)
+        classes = len(self.data.class_names)
+        confusion = torch.bincount(labels * classes + predicted, minlength=classes * classes)
+        confusion = confusion.view(classes, classes).cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_class = np.diag(confusion) / confusion.sum(1)
+        return EvalResult(float((predicted == labels).float().mean()), loss, per_class, confusion,
+                          predicted.cpu().numpy(), len(labels))
+
+    @torch.no_grad()
+    def evaluate_masks(self, layer: str, keep: torch.Tensor | np.ndarray) -> BatchResult:
+        """Accuracy and loss for K keep vectors of one layer, shape (K, units), 1 = on."""
+        self._check_layer(layer)
+        keep = torch.as_tensor(keep, dtype=torch.float32, device=self.device)
+        if keep.dim() == 1:
+            keep = keep.unsqueeze(0)
+        if keep.shape[1] != self.units(layer):
+            raise ValueError(f"{layer} has {self.units(layer)} units, masks have {keep.shape[1]}")
+        if not self.staged:
+            results = [self.evaluate({layer: torch.nonzero(k == 0).flatten().tolist()}) for k in keep]
+            return BatchResult(np.array([r.accuracy for r in results]), np.array([r.loss for r in results]))
+        logits = self._suffix_logits(layer, keep)  # (K, N, classes)
+        labels = self._labels.expand(len(keep), -1)
+        correct = (logits.argmax(-1) == labels).float().mean(1)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(len(keep), -1).mean(1)
+        return BatchResult(correct.cpu().numpy().astype(np.float64), loss.cpu().numpy().astype(np.float64))
+
+    def activations(self, layer: str) -> torch.Tensor:
+        """The layer's unmasked output on every image of the split (cached)."""
+        self._check_layer(layer)
+        with self._lock:
+            if layer not in self._prefix:
+                self._prefix[layer] = self._compute_prefix(layer)
+            return self._prefix[layer]
+
+    def gated_logits(self, layer: str, gate: torch.Tensor, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Differentiable logits with the layer's outputs scaled by ``gate`` (units,) or (B, units).
+
+        From the cached prefix, for the images ``index``; used by gradient-based methods
+        (importance switches, Captum cross-checks)."""
+        acts = self.activations(layer)[index]
+        return self._run(acts * _broadcast(gate, acts), start=self._position(layer) + 1, masks={})
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _check_layer(self, layer: str) -> None:
+        if layer not in self.layers:
+            raise ValueError(f"unknown layer {layer!r}; prunable layers: {', '.join(self.layers)}")
+
+    def _position(self, layer: str) -> int:
+        return [n for n, _ in self._children].index(layer)
+
+    def _run(self, x: torch.Tensor, start: int, masks: Mapping[str, torch.Tensor], stop: int | None = None) -> torch.Tensor:
+        """Run children[start:stop] of a staged model, masking block outputs listed in ``masks``.
+
+        A mask may be (C,) or (B, C) for per-sample masks (stacked coalitions)."""
+        for name, block in self._children[start:stop]:
+            x = block(x)
+            if name in masks:
+                x = x * _broadcast(masks[name], x)
+        return x
+
+    def _batches(self, n: int, per_item: int):
+        size = max(1, min(self.batch_size, _CHUNK_ELEMENTS // max(1, per_item)))
+        for lo in range(0, n, size):
+            yield slice(lo, min(n, lo + size))
+
+    def _compute_prefix(self, layer: str) -> torch.Tensor:
+        if not self.staged:
+            raise ValueError("the prefix cache needs one of our staged models (lenet5, vgg16)")
+        stop = self._position(layer) + 1
+        images = self.data.images
+        outs = [self._run(images[s].to(self.device), 0, {}, stop) for s in self._batches(len(images), images[0].numel())]
+        return torch.cat(outs)
+
+    def _suffix_logits(self, layer: str, keep: torch.Tensor, rest: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits (K, N, classes) for K keep vectors of ``layer``, other layers' masks in ``rest``."""
+        acts = self.activations(layer)
+        linear = self._linear_split(layer) if not rest else None
+        start = self._position(layer) + 1
+        k = len(keep)
+        out = []
+        per_item = acts[0].numel() * k if linear is None else linear[0][0].numel() // acts.shape[1] * k
+        for s in self._batches(len(acts), per_item):
+            if linear is None:
+                x = acts[s].unsqueeze(0) * keep.view(k, 1, -1, *([1] * (acts.dim() - 2)))
+                x = self._run(x.flatten(0, 1), start, rest or {})
+            else:
+                contrib, bias, tail, resume = linear
+                pre = torch.einsum("kc,nc...->kn...", keep, contrib[s]) + bias
+                x = self._run(tail(pre.flatten(0, 1)), resume, {})
+            out.append(x.view(k, -1, x.shape[-1]))
+        return torch.cat(out, 1)
+
+    def _linear_split(self, layer: str):
+        """(contributions, bias, rest-of-consumer-block, resume index) or None.
+
+        contributions[n, c] = what input channel c adds to the consumer's pre-activation for
+        image n; the pre-activation under a mask is bias + sum_c keep[c] * contributions[:, c]."""
+        with self._lock:
+            if layer in self._linear:
+                return self._linear[layer]
+        split = self._consumer(layer)
+        result = None
+        if split is not None:
+            weight_mod, tail, resume, flatten = split
+            acts = self._prefix.get(layer)
+            acts = self.activations(layer) if acts is None else acts
+            n, c = acts.shape[:2]
+            out_numel = self._consumer_out_numel(weight_mod, acts[:1], flatten)
+            if n * c * out_numel * 4 <= _LINEAR_CACHE_BYTES:
+                contrib = self._contributions(weight_mod, acts, flatten)
+                bias = weight_mod.bias if weight_mod.bias is not None else torch.zeros(1, device=self.device)
+                bias = bias.view(-1, *([1] * (contrib.dim() - 3))) if isinstance(weight_mod, nn.Conv2d) else bias
+                result = (contrib, bias, tail, resume)
+        with self._lock:
+            self._linear[layer] = result
+        return result
+
+    def _consumer(self, layer: str):
+        """The conv/linear right after ``layer`` (through a Flatten), if it consumes the channels directly."""
+        position = self._position(layer) + 1
+        flatten = False
+        if position < len(self._children) and isinstance(self._children[position][1], nn.Flatten):
+            flatten, position = True, position + 1
+        if position >= len(self._children):
+            return None
+        block = self._children[position][1]
+        modules = list(block) if isinstance(block, nn.Sequential) else [block]
+        if not isinstance(modules[0], (nn.Conv2d, nn.Linear)) or getattr(modules[0], "groups", 1) != 1:
+            return None
+        tail = nn.Sequential(*modules[1:])
+        return modules[0], tail, position + 1, flatten
+
+    @staticmethod
+    def _consumer_out_numel(module: nn.Module, one: torch.Tensor, flatten: bool) -> int:
+        with torch.no_grad():
+            return module(one.flatten(1) if flatten else one)[0].numel()
+
+    @staticmethod
+    @torch.no_grad()
+    def _contributions(module: nn.Module, acts: torch.Tensor, flatten: bool) -> torch.Tensor:
+        n, c = acts.shape[:2]
+        if isinstance(module, nn.Conv2d):
+            # Grouped conv: group i convolves input channel i with that channel's slice of every filter.
+            weight = module.weight.transpose(0, 1).reshape(c * module.out_channels, 1, *module.kernel_size)
+            out = F.conv2d(acts, weight, None, module.stride, module.padding, module.dilation, groups=c)
+            return out.view(n, c, module.out_channels, *out.shape[2:])
+        if flatten:  # (N, C, S) x (out, C, S) -> (N, C, out)
+            return torch.einsum("ncs,ocs->nco", acts.flatten(2), module.weight.view(module.out_features, c, -1))
+        return acts.unsqueeze(2) * module.weight.t().unsqueeze(0)  # (N, C, out)
+
+    def _hooked_logits(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Any model: a full forward pass with the masks applied by forward hooks."""
+        handles = []
+        for layer, keep in masks.items():
+            handles.append(mask_point(self.model, layer).register_forward_hook(
+                lambda _m, _i, out, keep=keep: out * _broadcast(keep, out)))
+        try:
+            images = self.data.images
+            return torch.cat([self.model(images[s].to(self.device))
+                              for s in self._batches(len(images), images[0].numel())])
+        finally:
+            for handle in handles:
+                handle.remove()

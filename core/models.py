@@ -1,0 +1,214 @@
+"""Model architectures and the notion of a *prunable layer*.
+
+Our own models (LeNet-5, VGG-16) are *staged*: an ``nn.Sequential`` of named blocks where
+each prunable block ends after its nonlinearity. A unit's "off" switch is applied to the
+block's output, i.e. where the channel enters the rest of the network, so that turning a
+unit off equals physically removing it even with BatchNorm (DESIGN.md section 3).
+
+Any torchvision classifier can be loaded by name too; there a unit is switched off at the
+output of the BatchNorm that follows its conv (or the conv/linear itself when none does).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+LENET5_WIDTHS = (10, 20, 100, 25)
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class Normalize(nn.Module):
+    """Input normalization inside the model, so every API takes images in [0, 1]."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@dataclass
+class ModelMeta:
+    """What the product needs to know about a model besides its weights."""
+
+    arch: str
+    arch_params: dict
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    dataset: str | None = None
+    accuracy: dict = field(default_factory=dict)
+    source: str = ""
+    sha256: str = ""  # content hash of the checkpoint file; keys on-disk caches
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One prunable layer: ``units`` conv filters or fc neurons."""
+
+    name: str
+    kind: str  # "conv" or "fc"
+    units: int
+    params: int
+    flops: int  # multiply-accumulates for one input image
+
+
+def lenet5(widths: Sequence[int] = LENET5_WIDTHS, in_channels: int = 1, num_classes: int = 10,
+           mean: Sequence[float] = (0.5,), std: Sequence[float] = (0.5,)) -> nn.Sequential:
+    """Paper A's LeNet-5: conv k5 -> maxpool 2 -> ReLU (x2), then fc, fc, fc. Input 28x28."""
+    c1, c2, f1, f2 = widths
+    return nn.Sequential(
+        OrderedDict(
+            input=Normalize(mean, std),
+            conv1=nn.Sequential(nn.Conv2d(in_channels, c1, 5), nn.MaxPool2d(2), nn.ReLU()),
+            conv2=nn.Sequential(nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU()),
+            flatten=nn.Flatten(),
+            fc1=nn.Sequential(nn.Linear(c2 * 4 * 4, f1), nn.ReLU()),
+            fc2=nn.Sequential(nn.Linear(f1, f2), nn.ReLU()),
+            fc3=nn.Linear(f2, num_classes),
+        )
+    )
+
+
+def vgg16(width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
+          mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
+          std: Sequence[float] = (0.2470, 0.2435, 0.2616),
+          widths: Sequence[int] | None = None) -> nn.Sequential:
+    """VGG-16 for 32x32 inputs: 13 conv-BN-ReLU blocks, FC 512 -> 512 -> classes.
+
+    ``width_mult`` scales every layer (tests use small ones); ``widths`` (13 conv + 1 fc)
+    gives each layer its own width, as after pruning."""
+    widths = list(widths) if widths else [max(1, int(round(w * width_mult))) for w in VGG16_CFG if w != "M"] \
+        + [max(1, int(round(512 * width_mult)))]
+    blocks: dict[str, nn.Module] = {"input": Normalize(mean, std)}
+    channels, index = in_channels, 0
+    for item in VGG16_CFG:
+        if item == "M":  # the pool joins the preceding block: it commutes with the unit mask
+            last = blocks[f"conv{index}"]
+            last.append(nn.MaxPool2d(2))
+            continue
+        width = widths[index]
+        index += 1
+        blocks[f"conv{index}"] = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
+                                               nn.BatchNorm2d(width), nn.ReLU())
+        channels = width
+    hidden = widths[13]
+    blocks["flatten"] = nn.Flatten()
+    blocks["fc1"] = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
+    blocks["fc2"] = nn.Linear(hidden, num_classes)
+    return nn.Sequential(OrderedDict(blocks))
+
+
+def build_model(arch: str, arch_params: dict, num_classes: int, mean: Sequence[float],
+                std: Sequence[float]) -> nn.Sequential:
+    """Instantiate one of our own architectures from checkpoint metadata."""
+    if arch == "lenet5":
+        return lenet5(tuple(arch_params.get("widths", LENET5_WIDTHS)),
+                      arch_params.get("in_channels", 1), num_classes, mean, std)
+    if arch == "vgg16":
+        return vgg16(float(arch_params.get("width_mult", 1.0)), num_classes,
+                     arch_params.get("in_channels", 3), mean, std, arch_params.get("widths"))
+    raise ValueError(f"unknown architecture {arch!r}; known: lenet5, vgg16, or a torchvision model name")
+
+
+# --- prunable layers -----------------------------------------------------------------------
+
+def is_staged(model: nn.Module) -> bool:
+    """Our own models: a Sequential of named blocks, with the input normalization first."""
+    return isinstance(model, nn.Sequential) and "input" in model._modules
+
+
+def _weight_module(block: nn.Module) -> nn.Module:
+    """The conv/linear whose output units a block exposes."""
+    if isinstance(block, (nn.Conv2d, nn.Linear)):
+        return block
+    return next(m for m in block.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Names of the prunable layers, in forward order (the classifier output is not prunable)."""
+    if is_staged(model):
+        names = [n for n, b in model.named_children()
+                 if isinstance(b, nn.Sequential) and any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in b.modules())]
+        return names
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return names[:-1]
+
+
+def weight_module(model: nn.Module, layer: str) -> nn.Module:
+    """The nn.Conv2d / nn.Linear that holds a layer's filters (one per unit)."""
+    return _weight_module(model.get_submodule(layer))
+
+
+def mask_point(model: nn.Module, layer: str) -> nn.Module:
+    """The module whose output carries the layer's units into the rest of the network."""
+    if is_staged(model):
+        return model.get_submodule(layer)
+    # torchvision: the BatchNorm right after the conv in registration order, else the conv.
+    modules = list(model.named_modules())
+    for i, (name, module) in enumerate(modules):
+        if name == layer:
+            if i + 1 < len(modules) and isinstance(modules[i + 1][1], nn.BatchNorm2d) \
+                    and modules[i + 1][1].num_features == getattr(module, "out_channels", -1):
+                return modules[i + 1][1]
+            return module
+    raise KeyError(layer)
+
+
+def unit_count(model: nn.Module, layer: str) -> int:
+    module = weight_module(model, layer)
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def _macs_per_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Module, int]:
+    macs: dict[nn.Module, int] = {}
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Conv2d):
+            per_out = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs[module] = int(output[0].numel() * per_out)
+        else:
+            macs[module] = int(module.in_features * module.out_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return macs
+
+
+def prunable_layers(model: nn.Module) -> list[LayerInfo]:
+    """Every prunable layer with its unit count, parameters and FLOPs (multiply-adds per image)."""
+    meta: ModelMeta | None = getattr(model, "meta", None)
+    input_shape = meta.input_shape if meta else (1, 28, 28)
+    macs = _macs_per_module(model, input_shape)
+    layers = []
+    for name in layer_names(model):
+        module = weight_module(model, name)
+        scope = model.get_submodule(name) if is_staged(model) else module
+        params = sum(p.numel() for p in scope.parameters())
+        layers.append(LayerInfo(name, "conv" if isinstance(module, nn.Conv2d) else "fc",
+                                unit_count(model, name), params, macs.get(module, 0)))
+    return layers
+
+
+def model_totals(model: nn.Module) -> dict[str, int]:
+    """Parameter and FLOP (multiply-add) totals of the whole network."""
+    meta: ModelMeta | None = getattr(model, "meta", None)
+    macs = _macs_per_module(model, meta.input_shape if meta else (1, 28, 28))
+    return {"params": sum(p.numel() for p in model.parameters()), "flops": sum(macs.values())}
