@@ -1,0 +1,147 @@
+"""Streamlit glue shared by every page: cached loaders, the sidebar selection, error display.
+
+Models, datasets and engines live in ``st.cache_resource`` and are shared by all browser
+sessions, so nothing here (or in a page) may modify them: masks are per-session arguments.
+"""
+from __future__ import annotations
+
+import hashlib
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from torch import nn
+
+import core
+from core.checkpoint import ASSETS
+from core.data import DATASETS, DataSplit
+
+EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
+USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=8)
+def cached_model(source: str, content: bytes | None = None) -> nn.Module:
+    """A model by path / torchvision name, or from uploaded bytes (keyed by their hash)."""
+    return core.load_model(content if content is not None else source)
+
+
+@st.cache_resource(show_spinner="Loading data…", max_entries=16)
+def cached_dataset(name: str, split: str, root: str | None, input_shape: tuple, limit: int | None) -> DataSplit:
+    shape = input_shape if name == "imagefolder" else None
+    return core.load_dataset(name, split, root or None, input_shape=shape, limit=limit)
+
+
+@st.cache_resource(max_entries=16)
+def cached_engine(model_key: str, data_key: str, _model: nn.Module, _data: DataSplit) -> core.Engine:
+    """One engine (and so one prefix cache) per model and data split, shared by sessions."""
+    return core.Engine(_model, _data)
+
+
+@dataclass
+class Selection:
+    """What the sidebar chose; every page starts from this."""
+
+    model: nn.Module
+    dataset: str
+    root: str | None
+    layer: str
+
+    @property
+    def meta(self) -> core.ModelMeta:
+        return self.model.meta
+
+    @property
+    def model_key(self) -> str:
+        return self.meta.sha256 or self.meta.source
+
+    def data(self, split: str = "val") -> DataSplit:
+        return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), EVAL_LIMIT)
+
+    def engine(self, split: str = "val") -> core.Engine:
+        data = self.data(split)
+        return cached_engine(self.model_key, f"{data.key}:{self.root}", self.model, data)
+
+    def units(self) -> int:
+        return self.engine().units(self.layer)
+
+
+def shipped_checkpoints() -> list[Path]:
+    return sorted(ASSETS.glob("*.pt"))
+
+
+def sidebar() -> Selection | None:
+    """Model, dataset and layer pickers; returns None (after showing why) when nothing usable is chosen."""
+    st.sidebar.header("Model & data")
+    shipped = shipped_checkpoints()
+    options = [p.name for p in shipped] + ["Upload a checkpoint…", "Checkpoint path…", "torchvision model…"]
+    choice = st.sidebar.selectbox("Model", options, key="model_choice",
+                                  help="Shipped checkpoints live in assets/. Checkpoints load with "
+                                       "weights_only=True: files that carry code are refused.")
+    try:
+        model = _chosen_model(choice, shipped)
+    except USER_ERRORS as exc:
+        st.sidebar.error(str(exc))
+        return None
+    if model is None:
+        st.info("Choose a model in the sidebar to begin.")
+        return None
+    default = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
+    dataset = st.sidebar.selectbox("Dataset", DATASETS, index=DATASETS.index(default), key="dataset",
+                                   help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
+                                        "The others read their usual files from the data folder.")
+    root = None
+    if dataset != "digits":
+        root = st.sidebar.text_input("Data folder", value="data", key="data_root",
+                                     help="MNIST: <folder>/MNIST/raw; CIFAR-10: <folder>/cifar-10-batches-py; "
+                                          "ImageFolder: <folder>/<class>/<images>")
+    chosen = Selection(model, dataset, root, layer="")
+    try:
+        chosen.engine("val")  # loads the split and checks that it fits the model
+    except USER_ERRORS as exc:
+        st.sidebar.error(str(exc))
+        st.warning("The chosen dataset cannot be used with this model — see the message in the sidebar.")
+        return None
+    layers = core.prunable_layers(model)
+    labels = {layer.name: f"{layer.name} ({layer.kind}, {layer.units} units)" for layer in layers}
+    chosen.layer = st.sidebar.selectbox("Layer", list(labels), format_func=labels.get, key="layer")
+    return chosen
+
+
+def _chosen_model(choice: str, shipped: list[Path]) -> nn.Module | None:
+    if choice == "Upload a checkpoint…":
+        upload = st.sidebar.file_uploader("Checkpoint (.pt)", type=["pt", "pth", "ckpt"], key="upload")
+        if upload is None:
+            return None
+        content = upload.getvalue()
+        return cached_model(f"upload:{hashlib.sha256(content).hexdigest()}", content)
+    if choice == "Checkpoint path…":
+        path = st.sidebar.text_input("Checkpoint path", key="ckpt_path", placeholder="path/to/model.pt")
+        if not path:
+            return None
+        if not Path(path).expanduser().is_file():
+            raise core.CheckpointError(f"no file at {path}")
+        return cached_model(str(Path(path).expanduser()))
+    if choice == "torchvision model…":
+        name = st.sidebar.text_input("torchvision model name", key="tv_name", placeholder="resnet18")
+        return cached_model(name.strip()) if name.strip() else None
+    return cached_model(str(shipped[[p.name for p in shipped].index(choice)]))
+
+
+def selection() -> Selection:
+    """The current page's selection (set by explorer.py before the page runs)."""
+    return st.session_state["_selection"]
+
+
+@contextmanager
+def friendly_errors():
+    """Show a user's mistake as a message and a bug as a short note, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        st.error(str(exc))
+    except Exception as exc:  # a bug: keep the app usable, log the details to the server console
+        traceback.print_exc()
+        st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log.")
