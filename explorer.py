@@ -1,18 +1,14 @@
-"""Neuron Ranking Explorer — run with ``streamlit run explorer.py``."""
+"""Neuron Ranking Explorer — run with ``streamlit run explorer.py``.
+
+Every page calls ``ui.state.selection()`` first: it draws the shared sidebar (model, dataset, layer).
+"""
 import streamlit as st
 
-from ui.state import friendly_errors, sidebar
-
-st.set_page_config(page_title="Neuron Ranking Explorer", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=":material/neurology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/toggle.py", title="Live toggles", icon="🎛️"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/toggle.py", title="Live toggles", icon=":material/toggle_on:"),
 ]
 
-navigation = st.navigation(PAGES)
-with friendly_errors():
-    chosen = sidebar()
-    if chosen is not None:
-        st.session_state["_selection"] = chosen
-        navigation.run()
+st.navigation(PAGES).run()

@@ -197,10 +197,14 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as fh:
             entry = _SafeUnpickler(fh, encoding="latin1").load()
+        # The originals are Python 2 pickles (str keys under latin1); re-pickled copies may have bytes keys.
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, ValueError, TypeError, EOFError) as exc:
+    except (pickle.UnpicklingError, AttributeError, KeyError, ValueError, TypeError, EOFError) as exc:
         raise DataError(f"{path} is not a CIFAR-10 batch file: {exc}") from None
+    if len(data) != len(labels):
+        raise DataError(f"{path} holds {len(data)} images but {len(labels)} labels")
     return data, labels
 
 
@@ -268,6 +272,11 @@ def image_to_tensor(img: Image.Image, input_shape: Sequence[int]) -> tuple[torch
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
         steps.append("first frame")
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit: PIL's convert() would clip, not scale
+        array = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode != "F" else (1.0 if array.max() <= 1.0 else 255.0)
+        img = Image.fromarray(np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8))
+        steps.append("scaled to 8-bit")
     if img.mode in ("RGBA", "LA", "P") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255) if channels == 1 else (255, 255, 255, 255))

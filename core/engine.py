@@ -188,7 +188,7 @@ class Engine:
         for name, block in self._children[start:stop]:
             x = block(x)
             if name in masks:
-                x = x * _broadcast(masks[name], x)
+                x = x * _broadcast(masks[name].to(x.dtype), x)
         return x
 
     def _batches(self, n: int, per_item: int):
@@ -207,6 +207,7 @@ class Engine:
     def _suffix_logits(self, layer: str, keep: torch.Tensor, rest: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Logits (K, N, classes) for K keep vectors of ``layer``, other layers' masks in ``rest``."""
         acts = self.activations(layer)
+        keep = keep.to(acts.dtype)  # a float64/float16 model gets masks of its own precision
         linear = self._linear_split(layer) if not rest else None
         start = self._position(layer) + 1
         k = len(keep)
@@ -286,7 +287,7 @@ class Engine:
         handles = []
         for layer, keep in masks.items():
             handles.append(mask_point(self.model, layer).register_forward_hook(
-                lambda _m, _i, out, keep=keep: out * _broadcast(keep, out)))
+                lambda _m, _i, out, keep=keep: out * _broadcast(keep.to(out.dtype), out)))
         try:
             images = self.data.images
             return torch.cat([self.model(images[s].to(self.device))

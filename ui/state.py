@@ -131,8 +131,15 @@ def _chosen_model(choice: str, shipped: list[Path]) -> nn.Module | None:
 
 
 def selection() -> Selection:
-    """The current page's selection (set by explorer.py before the page runs)."""
-    return st.session_state["_selection"]
+    """Render the shared sidebar and return what it selects; stops the page when nothing usable is chosen.
+
+    Every page starts with this call (the sidebar lives in the page script, not in explorer.py,
+    so that AppTest sees it on reruns too)."""
+    with friendly_errors():
+        chosen = sidebar()
+        if chosen is not None:
+            return chosen
+    st.stop()
 
 
 @contextmanager

@@ -1,0 +1,67 @@
+"""Plotly figures and display images shared by the app and notebooks."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.colors import sample_colorscale
+
+
+def to_display(image: torch.Tensor | np.ndarray, size: int = 112) -> np.ndarray:
+    """A (C, H, W) image in [0, 1] as uint8 (H', W'[, 3]) upscaled with nearest neighbour for viewing."""
+    array = torch.as_tensor(image).detach().float().cpu()
+    scale = max(1, size // max(array.shape[-2:]))
+    array = array.repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    array = (array.clamp(0, 1) * 255).round().byte()
+    return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
+
+
+def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Viridis") -> list[np.ndarray]:
+    """One colour image per map of (C, H, W) or (C,), on a shared scale so brightness compares across units."""
+    maps = torch.as_tensor(maps).detach().float().cpu()
+    if maps.dim() == 1:
+        maps = maps.view(-1, 1, 1)
+    lo, hi = float(maps.min()), float(maps.max())
+    normed = ((maps - lo) / (hi - lo if hi > lo else 1.0)).clamp(0, 1)
+    scale = max(1, size // max(normed.shape[-2:]))
+    normed = normed.repeat_interleave(scale, -2).repeat_interleave(scale, -1).numpy()
+    palette = np.array([_rgb(c) for c in sample_colorscale(colorscale, list(np.linspace(0, 1, 256)))], dtype=np.uint8)
+    return [palette[(m * 255).round().astype(int)] for m in normed]
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    if color.startswith("#"):
+        return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return tuple(int(float(v)) for v in color[color.index("(") + 1:-1].split(",")[:3])  # type: ignore[return-value]
+
+
+def per_class_figure(per_class: np.ndarray, class_names: Sequence[str],
+                     baseline: np.ndarray | None = None) -> go.Figure:
+    """Accuracy per class, with the full model's as a reference outline."""
+    fig = go.Figure()
+    if baseline is not None:
+        fig.add_bar(x=list(class_names), y=baseline * 100, name="all units on",
+                    marker=dict(color="rgba(0,0,0,0)", line=dict(color="#888", width=1.5)))
+    fig.add_bar(x=list(class_names), y=per_class * 100, name="with units off", marker_color="#3366cc")
+    fig.update_layout(barmode="overlay", yaxis=dict(title="accuracy (%)", range=[0, 100]),
+                      xaxis=dict(title="class", type="category"), height=320,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
+    return fig
+
+
+def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Confusion matrix as a heatmap of row-normalized rates, counts in the hover."""
+    totals = confusion.sum(1, keepdims=True).clip(min=1)
+    rates = confusion / totals
+    names = list(class_names)
+    fig = go.Figure(go.Heatmap(z=rates * 100, x=names, y=names, colorscale="Blues", zmin=0, zmax=100,
+                               customdata=confusion, colorbar=dict(title="% of row"),
+                               hovertemplate="true %{y} → predicted %{x}<br>%{customdata} images (%{z:.1f}%)<extra></extra>"))
+    if len(names) <= 20:
+        fig.update_traces(text=confusion, texttemplate="%{text}")
+    fig.update_layout(xaxis=dict(title="predicted", type="category"), height=380,
+                      yaxis=dict(title="true", type="category", autorange="reversed"),
+                      margin=dict(l=10, r=10, t=30, b=10))
+    return fig

@@ -1,0 +1,148 @@
+"""Rankings of the units of one layer: a score per unit, higher = more important.
+
+    from core.rankings import rank
+    r = rank(model, data, layer="conv2", method="shapley", estimator="sampled", samples=200)
+    r.scores, r.stderr, r.order(), r.lowest(5), r.label
+
+Methods (one module each): ``shapley`` (paper A, exact / truncated / sampled), ``switches``
+(paper A's Dirichlet importance switches), ``l1`` / ``l2`` (weight norms), ``taylor`` (paper B
+Eq. 7), ``activation`` (mean activation), ``random`` (seeded). Every method module has
+``DEFAULTS`` (its parameters), ``label(params)``, ``compute(engine, layer, progress, **params)``
+-> (scores, stderr or None, extra dict) and optionally ``normalize(params, engine)``.
+Results are cached on disk (core/cache.py), keyed by the weights, the data, layer, method and
+parameters, so a repeated request is instant.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from ..cache import cached
+from ..data import DataSplit
+from ..engine import Engine
+from . import activation, magnitude, random, shapley, switches, taylor
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+METHODS: dict[str, Any] = {  # name -> module (or object) with DEFAULTS, label, compute
+    "shapley": shapley, "switches": switches, "l1": magnitude.L1, "l2": magnitude.L2,
+    "taylor": taylor, "activation": activation, "random": random,
+}
+CACHE_VERSION = 1  # bump when a method's numbers change meaning
+
+
+@dataclass
+class Ranking:
+    """Scores of every unit of one layer by one method (higher = more important)."""
+
+    layer: str
+    method: str
+    params: dict
+    scores: np.ndarray
+    stderr: np.ndarray | None = None
+    seed: int | None = None
+    seconds: float = 0.0  # wall time of the computation (not of a cache hit)
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # came from the disk cache
+
+    def order(self) -> np.ndarray:
+        """Unit indices, most important first (ties keep unit order)."""
+        return np.argsort(-self.scores, kind="stable")
+
+    def lowest(self, k: int) -> list[int]:
+        """The k least important units, least important first."""
+        return [int(i) for i in self.order()[::-1][:max(0, k)]]
+
+    def top(self, k: int) -> list[int]:
+        return [int(i) for i in self.order()[:max(0, k)]]
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (used by the CLI)."""
+        return {"layer": self.layer, "method": self.method, "label": self.label, "params": self.params,
+                "seed": self.seed, "seconds": self.seconds, "cached": self.cached,
+                "scores": self.scores.tolist(), "stderr": None if self.stderr is None else self.stderr.tolist(),
+                "order": self.order().tolist(),
+                "extra": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.extra.items()}}
+
+
+def method_params(method: str, params: dict, engine: Engine | None = None) -> dict:
+    """The full parameter set of a method (defaults filled in); unknown names are refused."""
+    if method not in METHODS:
+        raise ValueError(f"unknown ranking method {method!r}; choose one of {', '.join(METHODS)}")
+    module = METHODS[method]
+    unknown = sorted(set(params) - set(module.DEFAULTS))
+    if unknown:
+        known = ", ".join(module.DEFAULTS) or "none"
+        raise ValueError(f"{method} has no parameter {unknown[0]!r} (its parameters: {known})")
+    full = {**module.DEFAULTS, **params}
+    normalize = getattr(module, "normalize", None)
+    return normalize(full, engine) if normalize else full
+
+
+def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", progress: Progress | None = None,
+         cache: bool = True, engine: Engine | None = None, **params) -> Ranking:
+    """Rank the units of ``layer`` by ``method`` (see METHODS); ``params`` are the method's options.
+
+    ``engine``: an existing Engine for this model and data (reuses its activation caches).
+    ``cache``: read/write the on-disk cache (False always recomputes and stores nothing)."""
+    engine = engine if engine is not None else Engine(model, data)
+    if engine.model is not model or engine.data is not data:
+        raise ValueError("the engine given does not hold this model and data")
+    engine.units(layer)  # validates the layer name
+    params = method_params(method, params, engine)
+    module = METHODS[method]
+
+    def compute():
+        start = time.perf_counter()
+        scores, stderr, extra = module.compute(engine, layer, progress, **params)
+        arrays = {"scores": np.asarray(scores, dtype=np.float64)}
+        if stderr is not None:
+            arrays["stderr"] = np.asarray(stderr, dtype=np.float64)
+        arrays.update({f"extra.{k}": np.asarray(v) for k, v in extra.items() if isinstance(v, np.ndarray)})
+        meta = {"seconds": time.perf_counter() - start,
+                "extra": {k: v for k, v in extra.items() if not isinstance(v, np.ndarray)}}
+        return arrays, meta
+
+    if cache:
+        key = {"version": CACHE_VERSION, "checkpoint": getattr(getattr(model, "meta", None), "sha256", ""),
+               "weights": weights_digest(model), "data": data.key, "data_digest": data_digest(data),
+               "layer": layer, "method": method, "params": params}
+        hit = {"hit": True}
+
+        def compute_and_note():
+            hit["hit"] = False
+            return compute()
+        arrays, meta = cached("rankings", key, compute_and_note)
+        if hit["hit"] and progress:
+            progress(1, 1)
+    else:
+        arrays, meta = compute()
+        hit = {"hit": False}
+    extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
+    extra.update(meta.get("extra", {}))
+    return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
+                   float(meta["seconds"]), module.label(params), extra, cached=hit["hit"])
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Content hash of every parameter and buffer: a copied-and-edited model never hits a stale entry."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_digest(data: DataSplit) -> str:
+    digest = hashlib.sha256(data.labels.cpu().numpy().tobytes())
+    digest.update(data.images.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+__all__ = ["Ranking", "rank", "METHODS", "method_params", "weights_digest", "data_digest"]

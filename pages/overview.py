@@ -1,0 +1,42 @@
+"""Overview: the model's architecture, its test accuracy and sample predictions."""
+import pandas as pd
+import streamlit as st
+
+import core
+from core.plots import to_display
+from ui.state import friendly_errors, selection
+
+SAMPLES = 16
+
+chosen = selection()
+meta = chosen.meta
+st.title("Neuron Ranking Explorer")
+st.caption("Which filters of a trained CNN matter, and why — rank them, look at them, switch them off, prune.")
+
+with friendly_errors():
+    test = chosen.engine("test")
+    result = test.evaluate()
+    totals = core.model_totals(chosen.model)
+    left, middle, right, last = st.columns(4)
+    left.metric("Model", meta.arch, help=f"{meta.arch_params} — {meta.source}")
+    middle.metric(f"Test accuracy ({chosen.dataset})", f"{result.accuracy:.2%}", help=f"{result.n} test images")
+    right.metric("Parameters", f"{totals['params']:,}")
+    last.metric("FLOPs per image", f"{totals['flops']:,}", help="multiply-adds of conv and fc layers")
+
+    st.subheader("Prunable layers")
+    layers = pd.DataFrame([vars(layer) for layer in core.prunable_layers(chosen.model)])
+    layers.columns = ["layer", "kind", "units", "params", "FLOPs"]
+    st.dataframe(layers, hide_index=True, width="stretch",
+                 column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                "FLOPs": st.column_config.NumberColumn(format="localized")})
+
+    st.subheader("Sample test images and predictions")
+    st.caption("✓ correct prediction, ✗ wrong prediction (with the true class)")
+    data = test.data
+    step = max(1, len(data) // SAMPLES)
+    columns = st.columns(8)
+    for slot, index in enumerate(range(0, step * SAMPLES, step)[:len(data)]):
+        truth = data.class_names[int(data.labels[index])]
+        predicted = data.class_names[int(result.predictions[index])]
+        caption = f"✓ {predicted}" if truth == predicted else f"✗ {predicted} (true {truth})"
+        columns[slot % 8].image(to_display(data.images[index]), caption=caption, width="stretch")

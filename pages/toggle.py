@@ -1,0 +1,117 @@
+"""Live toggles: switch units of the chosen layer off and watch accuracy change."""
+import streamlit as st
+
+from core.plots import confusion_figure, heat_thumbnails, per_class_figure
+from ui.rankings import known_rankings
+from ui.state import Selection, friendly_errors, selection
+
+PAGE_SIZE = 60
+COLUMNS = 10
+
+chosen = selection()
+st.title(f"Live toggles — {chosen.layer}")
+st.caption("Each switch is one unit (a conv filter or an fc neuron); its thumbnail is the unit's mean activation "
+           "map over the evaluation images, on one colour scale for the whole layer. Turning a unit off is "
+           "exactly removing it from the network.")
+
+
+@st.cache_data(show_spinner="Computing feature-map thumbnails…", max_entries=32)
+def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, split: str) -> list:
+    acts = _chosen.engine(split).activations(layer)
+    return heat_thumbnails(acts.mean(0), size=56)
+
+
+def off_key() -> str:
+    return f"off:{chosen.model_key}:{chosen.dataset}:{chosen.layer}"
+
+
+def unit_key(i: int) -> str:
+    return f"unit:{chosen.model_key}:{chosen.dataset}:{chosen.layer}:{i}"
+
+
+def off_units() -> set[int]:
+    # Kept under a plain key: widget state of units on other pages of a wide layer would be dropped.
+    return st.session_state.setdefault(off_key(), set())
+
+
+def set_units(off: set[int]) -> None:
+    st.session_state[off_key()] = set(off)
+
+
+def flip(i: int) -> None:
+    off = off_units()
+    off.discard(i) if st.session_state[unit_key(i)] else off.add(i)
+
+
+@st.fragment
+def panel(split: str) -> None:
+    """Controls, switches and results: a toggle reruns only this fragment."""
+    with friendly_errors():
+        units = chosen.units()
+        engine = chosen.engine(split)
+        rankings = known_rankings(chosen)
+        with st.container(border=True):
+            a, b, c, d, e = st.columns([1, 1, 2.2, 1.2, 1.4], vertical_alignment="bottom")
+            a.button("All on", on_click=set_units, args=(set(),), width="stretch")
+            b.button("Invert", on_click=lambda: set_units(set(range(units)) - off_units()), width="stretch")
+            label = c.selectbox("Ranking", list(rankings), help="Compute more rankings on the Rankings page.")
+            k = d.number_input("k", min_value=0, max_value=units - 1, value=min(5, units - 1), step=1)
+            e.button(f"Turn off {k} lowest", width="stretch",
+                     on_click=lambda: set_units(set(rankings[label].lowest(int(k)))))
+
+        off = sorted(off_units())
+        full, masked = engine.evaluate(), engine.evaluate({chosen.layer: off})
+        m1, m2, m3 = st.columns(3)
+        m1.metric(f"Accuracy ({split}, {full.n} images)", f"{masked.accuracy:.2%}",
+                  delta=f"{(masked.accuracy - full.accuracy) * 100:+.2f} pts", delta_color="normal")
+        m2.metric("Units off", f"{len(off)} / {units}")
+        m3.metric("Loss", f"{masked.loss:.3f}", delta=f"{masked.loss - full.loss:+.3f}", delta_color="inverse")
+
+        grid, charts = st.columns([1.25, 1])
+        with grid:
+            switches(units, split)
+        with charts:
+            st.plotly_chart(per_class_figure(masked.per_class, engine.data.class_names, full.per_class),
+                            width="stretch", key="per_class")
+            st.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
+                            key="confusion")
+
+
+def switches(units: int, split: str) -> None:
+    """The grid of unit switches, paged (and searchable) for wide layers."""
+    shown = list(range(units))
+    if units > PAGE_SIZE:
+        left, right = st.columns(2)
+        query = left.text_input("Find units", placeholder="e.g. 17, 200-230", key=f"find:{chosen.layer}")
+        if query:
+            shown = parse_units(query, units)
+        else:
+            pages = (units + PAGE_SIZE - 1) // PAGE_SIZE
+            page = right.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page:{chosen.layer}")
+            shown = shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    images = thumbnails(chosen.model_key, chosen.engine(split).data.key, chosen.layer, chosen, split)
+    off = off_units()
+    for row in range(0, len(shown), COLUMNS):
+        cells = st.columns(COLUMNS)
+        for cell, i in zip(cells, shown[row:row + COLUMNS]):
+            cell.image(images[i], width="stretch")
+            st.session_state[unit_key(i)] = i not in off
+            cell.toggle(str(i), key=unit_key(i), on_change=flip, args=(i,))
+
+
+def parse_units(text: str, units: int) -> list[int]:
+    """'3, 10-12' -> [3, 10, 11, 12] within range; anything unreadable is reported."""
+    found: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"'{part}' is not a unit number or range like 200-230")
+        found.extend(range(int(lo), min(units, int(hi or lo) + 1)))
+    return [i for i in dict.fromkeys(found) if i < units]
+
+
+split = st.radio("Evaluate on", ["test", "val"], horizontal=True,
+                 help="The validation split is what rankings (e.g. Shapley) are computed on.")
+panel(split)

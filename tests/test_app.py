@@ -1,0 +1,102 @@
+"""AppTest: the shell, the overview and the live-toggle page on the embedded default."""
+from __future__ import annotations
+
+import re
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+import core
+from tests.conftest import ROOT
+
+TIMEOUT = 180
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def on_page(path: str) -> AppTest:
+    at = app()
+    at.switch_page(path)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def accuracy_shown(at: AppTest) -> float:
+    metric = next(m for m in at.metric if m.label.startswith("Accuracy"))
+    return float(metric.value.rstrip("%")) / 100
+
+
+def test_overview_shows_architecture_and_test_accuracy(model, digits_test):
+    at = app()
+    assert not at.error
+    assert at.title[0].value == "Neuron Ranking Explorer"
+    accuracy = next(m for m in at.metric if m.label.startswith("Test accuracy"))
+    assert accuracy.value == f"{core.evaluate(model, digits_test).accuracy:.2%}"
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list(table["units"]) == [10, 20, 100, 25]
+
+
+def test_every_page_renders_on_the_default():
+    paths = re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "explorer.py").read_text())
+    assert "pages/toggle.py" in paths
+    for path in paths:
+        at = on_page(path)
+        assert not at.error, (path, [e.value for e in at.error])
+
+
+def test_toggling_a_conv1_filter_changes_the_accuracy(model, digits_test):
+    at = on_page("pages/toggle.py")
+    at.sidebar.selectbox(key="layer").set_value("conv1").run()
+    before = accuracy_shown(at)
+    assert abs(before - core.evaluate(model, digits_test).accuracy) < 1e-4
+    at.toggle[0].set_value(False).run()
+    assert not at.exception
+    after = accuracy_shown(at)
+    assert after != before
+    assert abs(after - core.evaluate(model, digits_test, off={"conv1": [0]}).accuracy) < 1e-4
+
+
+def test_two_sessions_keep_their_own_masks_and_the_cached_model_is_unchanged(model, digits_test):
+    from ui.state import cached_model
+
+    first, second = on_page("pages/toggle.py"), on_page("pages/toggle.py")
+    for at in (first, second):
+        at.sidebar.selectbox(key="layer").set_value("conv2").run()
+    first.toggle[3].set_value(False).run()
+    second.toggle[7].set_value(False).run()
+    second.toggle[11].set_value(False).run()
+    first.run()
+    assert abs(accuracy_shown(first) - core.evaluate(model, digits_test, off={"conv2": [3]}).accuracy) < 1e-4
+    assert abs(accuracy_shown(second) - core.evaluate(model, digits_test, off={"conv2": [7, 11]}).accuracy) < 1e-4
+    shared = cached_model(str(core.DEFAULT_CHECKPOINT))
+    fresh = core.load_model()
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(shared.state_dict()[key], value), key
+
+
+def test_turn_off_k_lowest_by_l1(model, digits_test):
+    from core.rankings import rank
+
+    at = on_page("pages/toggle.py")
+    at.sidebar.selectbox(key="layer").set_value("conv2").run()
+    at.number_input[0].set_value(4).run()
+    next(b for b in at.button if b.label.startswith("Turn off")).click().run()
+    lowest = rank(model, core.load_dataset("digits", "val"), layer="conv2", method="l1").lowest(4)
+    expected = core.evaluate(model, digits_test, off={"conv2": lowest}).accuracy
+    assert abs(accuracy_shown(at) - expected) < 1e-4
+    assert [t.value for t in at.toggle].count(False) == 4
+
+
+def test_bad_uploaded_checkpoint_is_refused_with_a_message():
+    at = app()
+    at.sidebar.selectbox(key="model_choice").set_value("Checkpoint path…").run()
+    at.sidebar.text_input(key="ckpt_path").input(str(ROOT / "tasks.py")).run()
+    assert not at.exception
+    assert any("not a readable PyTorch checkpoint" in e.value for e in at.sidebar.error)
