@@ -8,6 +8,7 @@ Notebook entry points::
     core.prunable_layers(model)                    # [LayerInfo(name="conv1", kind="conv", units=10, ...), ...]
     result = core.evaluate(model, val, off={"conv2": [0, 3]})
     result.accuracy, result.per_class, result.confusion
+    core.rank(model, val, layer="conv2", method="shapley", samples=200).order()
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from .device import pick_device
 from .engine import BatchResult, Engine, EvalResult, Off
 from .models import LayerInfo, ModelMeta, lenet5, model_totals, prunable_layers, vgg16
 from .prune import prune_model
+from .am import AMResult, am_images, contact_sheet
+from .contributions import class_contributions, gamma_figure
+from .similarity import Clusters, Similarity, cluster_filters, pruning_selection, sd_figure, similarity_matrix
+from .rankings import Ranking, rank
 
 
 def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
@@ -29,4 +34,6 @@ def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
 __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "prunable_layers", "evaluate",
            "Engine", "EvalResult", "BatchResult", "DataSplit", "LayerInfo", "ModelMeta", "CheckpointError",
            "DataError", "DEFAULT_CHECKPOINT", "lenet5", "vgg16", "prune_model", "model_totals",
-           "image_to_tensor", "pick_device"]
+           "image_to_tensor", "pick_device",
+           "am_images", "AMResult", "contact_sheet", "class_contributions", "gamma_figure", "similarity_matrix",
+           "cluster_filters", "pruning_selection", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]

@@ -29,7 +29,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .cache import cached
@@ -191,7 +191,7 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
 
 # --- AM ---------------------------------------------------------------------------------------
 
-def _check(model: nn.Module, layer: str, steps: int, lr: float) -> None:
+def check_am_params(model: nn.Module, layer: str, steps: int, lr: float) -> None:
     names = layer_names(model)
     if layer not in names:
         raise ValueError(f"unknown layer {layer!r}; prunable layers: {', '.join(names)}")
@@ -201,11 +201,20 @@ def _check(model: nn.Module, layer: str, steps: int, lr: float) -> None:
         raise ValueError(f"learning rate must be positive (got {lr})")
 
 
+def input_shape_of(model: nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) the model takes: from its metadata, else 28x28 (1 channel) or 32x32 (3 channels)."""
+    meta = getattr(model, "meta", None)
+    if meta is not None:
+        return tuple(meta.input_shape)
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    channels = getattr(first, "in_channels", 1)
+    return (channels, 28, 28) if channels == 1 else (channels, 32, 32)
+
+
 def optimize_units(model: nn.Module, layer: str, units: Sequence[int], steps: int = 256, lr: float = 0.05,
                    seed: int = 0, progress: Progress | None = None) -> torch.Tensor:
     """AM images (len(units), C, H, W) in [0, 1] for the given units of ``layer``, optimized as one batch."""
-    meta = getattr(model, "meta", None)
-    channels, h, w = meta.input_shape if meta else (1, 28, 28)
+    channels, h, w = input_shape_of(model)
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     index = torch.as_tensor(list(units), device=device)
@@ -238,7 +247,7 @@ def am_images(model: nn.Module, layer: str, steps: int = 256, lr: float = 0.05, 
 
     Cached on disk by checkpoint hash, layer and parameters. ``progress(step, steps)`` is called
     each optimization step (not on a cache hit)."""
-    _check(model, layer, steps, lr)
+    check_am_params(model, layer, steps, lr)
     params = {"steps": int(steps), "lr": float(lr), "seed": int(seed)}
     n = unit_count(model, layer)
 
@@ -250,10 +259,12 @@ def am_images(model: nn.Module, layer: str, steps: int = 256, lr: float = 0.05, 
                  "response": response.cpu().numpy().astype(np.float32)},
                 {"seconds": time.perf_counter() - start})
 
-    meta = getattr(model, "meta", None)
-    identity = (meta.sha256 or meta.source) if meta else ""
-    if cache and identity:
-        key = {"model": identity, "layer": layer, "version": AM_VERSION, **params}
+    if cache:
+        from .rankings import weights_digest  # the weights themselves: an edited copy never hits a stale entry
+
+        meta = getattr(model, "meta", None)
+        key = {"checkpoint": getattr(meta, "sha256", ""), "weights": weights_digest(model),
+               "input_shape": list(input_shape_of(model)), "layer": layer, "version": AM_VERSION, **params}
         arrays, info = cached("am", key, compute)
     else:
         arrays, info = compute()
@@ -286,7 +297,8 @@ def contact_sheet(images: np.ndarray, columns: int | None = None, labels: Sequen
     columns = columns or math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / columns)
     tw, th = tiles[0].size
-    label_h = 14 if labels else 0
+    font = ImageFont.load_default(size=14)
+    label_h = 18 if labels else 0
     sheet = Image.new("RGB", (columns * (tw + pad) + pad, rows * (th + pad + label_h) + pad), "white")
     draw = ImageDraw.Draw(sheet)
     for i, tile in enumerate(tiles):
@@ -294,5 +306,5 @@ def contact_sheet(images: np.ndarray, columns: int | None = None, labels: Sequen
         y = pad + (i // columns) * (th + pad + label_h)
         sheet.paste(tile, (x, y))
         if labels:
-            draw.text((x, y + th + 1), str(labels[i]), fill="black")
+            draw.text((x, y + th + 1), str(labels[i]), fill="black", font=font)
     return sheet

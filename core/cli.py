@@ -141,6 +141,147 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _am_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--layer", required=True, help="layer name, e.g. conv2 (see `python -m core info`)")
+    parser.add_argument("--out", required=True, help="folder for unit_NNN.png files and contact_sheet.png")
+    parser.add_argument("--steps", type=int, default=256, help="optimization steps (default 256)")
+    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", type=int, default=None, help="nearest-neighbour upscale factor for the PNGs")
+
+
+@command("am", _am_args)
+def am(args: argparse.Namespace) -> int:
+    """Activation-maximization image of every unit of a layer, as PNGs plus a contact sheet."""
+    from .am import am_images, check_am_params
+
+    model = load_model(args.checkpoint, device=args.device)
+    check_am_params(model, args.layer, args.steps, args.lr)  # before the progress bar: errors stay one line
+    with tqdm(total=args.steps, desc=f"AM {args.layer}", unit="step") as bar:
+        result = am_images(model, args.layer, steps=args.steps, lr=args.lr, seed=args.seed,
+                           progress=lambda done, total: bar.update(done - bar.n))
+    paths = result.save_pngs(args.out, scale=args.scale)
+    print(json.dumps({"layer": args.layer, "units": result.units, "out": str(args.out), "files": len(paths),
+                      "contact_sheet": str(paths[-1]), "selectivity": result.selectivity(), **result.params}))
+    return 0
+
+
+def _clusters_args(parser: argparse.ArgumentParser) -> None:
+    _common(parser, split="val")
+    parser.add_argument("--layer", required=True, help="layer name, e.g. conv2")
+    parser.add_argument("--steps", type=int, default=256, help="AM optimization steps (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=None, help="also list the units this pruning rate (0-1) removes")
+    parser.add_argument("--json", action="store_true")
+
+
+@command("clusters", _clusters_args)
+def clusters(args: argparse.Namespace) -> int:
+    """Similarity degree and k-means clusters of a layer's units (paper B), ranked by contribution index."""
+    from .am import am_images, check_am_params
+    from .similarity import cluster_filters, pruning_selection, similarity_matrix
+
+    model, data = load(args)
+    engine = Engine(model, data)
+    check_am_params(model, args.layer, args.steps, 0.05)  # before the progress bars: errors stay one line
+    if args.rate is not None and not 0 <= args.rate <= 1:
+        raise ValueError(f"--rate must be between 0 and 1 (got {args.rate})")
+    with tqdm(total=args.steps, desc=f"AM {args.layer}", unit="step") as bar:
+        am_images(model, args.layer, steps=args.steps, seed=args.seed,
+                  progress=lambda done, total: bar.update(done - bar.n))
+    similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine)
+    with tqdm(desc="k-means over k", unit="k") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        result = cluster_filters(model, data, args.layer, args.steps, args.seed, similarity=similarity,
+                                 engine=engine, progress=progress)
+    payload = result.to_dict()
+    if args.rate is not None:
+        payload["rate"], payload["pruned"] = args.rate, pruning_selection(result, args.rate)
+    rows = "\n".join(f"  cluster {c}: {' '.join(map(str, m))}{'  (locked)' if len(m) == 1 else ''}"
+                     for c, m in enumerate(result.members))
+    extra = f"\n  rate {args.rate}: prune {payload['pruned']}" if args.rate is not None else ""
+    _print(payload, args.json, f"{args.layer}: {result.k} clusters (units by contribution index, highest first)\n"
+                               f"{rows}{extra}")
+    return 0
+
+
+def _rank_args(parser: argparse.ArgumentParser) -> None:
+    from .rankings import METHODS
+
+    _common(parser, split="val")
+    parser.add_argument("--layer", required=True, help="layer to rank, e.g. conv2 (see `info`)")
+    parser.add_argument("--method", default="shapley", choices=list(METHODS))
+    estimator = parser.add_mutually_exclusive_group()
+    estimator.add_argument("--exact", action="store_true", help="shapley: all 2^N coalitions")
+    estimator.add_argument("--samples", type=int, help="shapley: N sampled permutations (default 100)")
+    estimator.add_argument("--k", type=int, help="shapley: truncated to removal sets of size <= K")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sampled shapley: stop early once the top K units are separated")
+    parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None, help="shapley payoff")
+    parser.add_argument("--alpha0", type=float, default=None, help="switches: Dirichlet prior (default: paper's)")
+    parser.add_argument("--steps", type=int, default=None, help="switches: optimizer steps")
+    parser.add_argument("--seed", type=int, default=None, help="seed (sampled shapley, switches, random)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute even if a cached ranking exists")
+    parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
+
+
+def _rank_params(args: argparse.Namespace) -> dict:
+    shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
+                    "--payoff": args.payoff}
+    switch_only = {"--alpha0": args.alpha0, "--steps": args.steps}
+    for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
+        given = [flag for flag, value in flags.items() if value not in (None, False)]
+        if given and args.method != method:
+            raise ValueError(f"{given[0]} applies to --method {method} only")
+    params: dict = {}
+    if args.method == "shapley":
+        params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else "sampled"
+        params.update({k: v for k, v in (("samples", args.samples), ("k", args.k), ("top_k", args.top_k),
+                                         ("payoff", args.payoff)) if v is not None})
+    params.update({k: v for k, v in (("alpha0", args.alpha0), ("steps", args.steps)) if v is not None})
+    if args.seed is not None:
+        if args.method not in ("shapley", "switches", "random"):
+            raise ValueError(f"--seed applies to shapley, switches and random, not {args.method}")
+        params["seed"] = args.seed
+    return params
+
+
+@command("rank", _rank_args)
+def rank_units(args: argparse.Namespace) -> int:
+    """Rank the units of one layer (Shapley, switches, L1, L2, Taylor, activation, random)."""
+    from .rankings import rank
+
+    params = _rank_params(args)
+    model, data = load(args)
+    bar = tqdm(total=1, desc=f"{args.method} {args.layer}", unit="step", leave=False)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache, **params)
+    finally:
+        bar.close()
+    payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2)
+    order = ranking.order()
+    error = (lambda i: f" +- {ranking.stderr[i]:.4f}") if ranking.stderr is not None else (lambda i: "")
+    rows = "\n".join(f"  {rank_:>3}. unit {i:<4} {ranking.scores[i]:.6g}{error(i)}"
+                     for rank_, i in enumerate(order[:20], 1))
+    more = f"\n  ... {len(order) - 20} more" if len(order) > 20 else ""
+    print(f"{ranking.label} of {args.layer} on {len(data)} {data.name} {args.split} images "
+          f"({ranking.seconds:.2f} s{', cached' if ranking.cached else ''}):\n{rows}{more}"
+          + (f"\nwritten to {args.json}" if args.json else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core", description="Neuron Ranking Explorer command line")
     sub = parser.add_subparsers(dest="command", required=True)

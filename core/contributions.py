@@ -13,8 +13,8 @@ plain reading: switching unit i off is g_i 1 -> 0, so P(y_j) changes by about -g
 Positive = the unit supports class j, negative = it argues against it. Each image's
 probabilities sum to 1, so every row of gamma sums to 0.
 
-Computed with ``Engine.gated_logits`` (the one masking engine) and ``torch.func.jacrev``: one
-forward and one vectorized backward per batch give all classes at once.
+Computed with ``Engine.gated_logits`` (the one masking engine) and autograd with batched grad
+outputs: one forward and one vectorized backward per batch give all classes at once.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 from torch import nn
-from torch.func import jacrev
 
 from .cache import cached
 from .data import DataSplit
@@ -35,17 +34,17 @@ Progress = Callable[[int, int], None]
 
 def _gamma(engine: Engine, layer: str, batch_size: int, progress: Progress | None) -> np.ndarray:
     units, n = engine.units(layer), len(engine.data)
-    gate = torch.ones(units, device=engine.device)
-    total = torch.zeros(units, len(engine.data.class_names), device=engine.device, dtype=torch.float64)
+    classes = len(engine.data.class_names)
+    gate = torch.ones(units, device=engine.device, requires_grad=True)
+    basis = torch.eye(classes, device=engine.device)
+    total = torch.zeros(units, classes, device=engine.device, dtype=torch.float64)
     batches = range(0, n, batch_size)
     for done, lo in enumerate(batches, 1):
         index = slice(lo, min(n, lo + batch_size))
-
-        def summed_probability(g: torch.Tensor) -> torch.Tensor:  # (classes,) summed over the batch
-            return engine.gated_logits(layer, g, index).softmax(-1).sum(0)
-
-        with torch.no_grad():  # no graph towards the weights; jacrev still differentiates the gate
-            jacobian = jacrev(summed_probability)(gate)  # (classes, units)
+        with torch.enable_grad():
+            probability = engine.gated_logits(layer, gate, index).softmax(-1).sum(0)  # (classes,) over the batch
+            # one vectorized backward per class basis vector: the (classes, units) Jacobian
+            (jacobian,) = torch.autograd.grad(probability, gate, grad_outputs=basis, is_grads_batched=True)
         total += jacobian.t().double()
         if progress is not None:
             progress(done, len(batches))
@@ -67,11 +66,13 @@ def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_siz
     def compute():
         return {"gamma": _gamma(engine, layer, batch_size, progress)}, {}
 
-    meta = getattr(model, "meta", None)
-    identity = (meta.sha256 or meta.source) if meta else ""
-    if not (cache and identity):
+    if not cache:
         return compute()[0]["gamma"]
-    arrays, _ = cached("gamma", {"model": identity, "data": data.key, "layer": layer, "version": 1}, compute)
+    from .rankings import data_digest, weights_digest  # content hashes, as the rankings cache uses
+
+    key = {"checkpoint": getattr(getattr(model, "meta", None), "sha256", ""), "weights": weights_digest(model),
+           "data": data.key, "data_digest": data_digest(data), "layer": layer, "version": 1}
+    arrays, _ = cached("gamma", key, compute)
     return arrays["gamma"]
 
 

@@ -12,6 +12,7 @@ the mask, so each channel's contribution is precomputed and masks combine by one
 """
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -95,6 +96,7 @@ class Engine:
         self._prefix: dict[str, torch.Tensor] = {}
         self._linear: dict[str, tuple | None] = {}
         self._lock = threading.Lock()  # one shared engine serves many app sessions
+        self._frozen: list[tuple[str, nn.Module]] | None = None
         self._labels = data.labels.to(self.device)
 
     # --- public API ---------------------------------------------------------------------
@@ -170,9 +172,20 @@ class Engine:
         From the cached prefix, for the images ``index``; used by gradient-based methods
         (importance switches, Captum cross-checks)."""
         acts = self.activations(layer)[index]
-        return self._run(acts * _broadcast(gate, acts), start=self._position(layer) + 1, masks={})
+        x = acts * _broadcast(gate.to(acts.dtype), acts)
+        for _, block in self._frozen_blocks()[self._position(layer) + 1:]:
+            x = block(x)
+        return x
 
     # --- internals ----------------------------------------------------------------------
+
+    def _frozen_blocks(self) -> list[tuple[str, nn.Module]]:
+        """A private copy of the blocks with requires_grad off, so backward through gated_logits
+        reaches the gate only: no .grad ever lands on the shared model, and no weight grads are computed."""
+        with self._lock:
+            if self._frozen is None:
+                self._frozen = [(name, copy.deepcopy(block).requires_grad_(False)) for name, block in self._children]
+            return self._frozen
 
     def _check_layer(self, layer: str) -> None:
         if layer not in self.layers:
@@ -196,6 +209,7 @@ class Engine:
         for lo in range(0, n, size):
             yield slice(lo, min(n, lo + size))
 
+    @torch.no_grad()  # the cache must hold values, not an autograd graph into the shared weights
     def _compute_prefix(self, layer: str) -> torch.Tensor:
         if not self.staged:
             raise ValueError("the prefix cache needs one of our staged models (lenet5, vgg16)")

@@ -18,13 +18,19 @@ def to_display(image: torch.Tensor | np.ndarray, size: int = 112) -> np.ndarray:
     return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
 
 
-def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Viridis") -> list[np.ndarray]:
-    """One colour image per map of (C, H, W) or (C,), on a shared scale so brightness compares across units."""
+def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Viridis",
+                    per_map: bool = False) -> list[np.ndarray]:
+    """One colour image per map of (C, H, W) or (C,).
+
+    Shared scale by default (brightness compares across units); ``per_map`` scales each
+    spatial map to its own range so its pattern is visible (1x1 maps keep the shared scale)."""
     maps = torch.as_tensor(maps).detach().float().cpu()
     if maps.dim() == 1:
         maps = maps.view(-1, 1, 1)
-    lo, hi = float(maps.min()), float(maps.max())
-    normed = ((maps - lo) / (hi - lo if hi > lo else 1.0)).clamp(0, 1)
+    spatial = per_map and maps.shape[-1] * maps.shape[-2] > 1
+    lo = maps.amin(dim=(1, 2), keepdim=True) if spatial else maps.min()
+    hi = maps.amax(dim=(1, 2), keepdim=True) if spatial else maps.max()
+    normed = ((maps - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi - lo))).clamp(0, 1)
     scale = max(1, size // max(normed.shape[-2:]))
     normed = normed.repeat_interleave(scale, -2).repeat_interleave(scale, -1).numpy()
     palette = np.array([_rgb(c) for c in sample_colorscale(colorscale, list(np.linspace(0, 1, 256)))], dtype=np.uint8)

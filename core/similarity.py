@@ -41,16 +41,17 @@ Eq. 7, method "taylor" of ``core.rankings``) goes first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
 from scipy.spatial.distance import pdist, squareform
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from torch import nn
 
-from .am import AMResult, am_images
+from .am import AMResult, am_images, to_pil
 from .contributions import class_contributions
 from .data import DataSplit
 from .engine import Engine
@@ -244,3 +245,42 @@ def sd_figure(similarity: Similarity, clusters: Clusters | None = None,
                          xaxis=dict(type="category", tickangle=-60), margin=dict(l=80, r=20, t=60, b=80),
                          yaxis=dict(type="category", autorange="reversed", scaleanchor="x"))
     return figure
+
+
+def cluster_rows_image(images: np.ndarray, clusters: Clusters, removed: Sequence[int] = (), size: int = 84,
+                       per_row: int = 12) -> Image.Image:
+    """Paper B Fig. 3: one row per cluster, AM thumbnails by contribution index (highest left),
+    the ``removed`` units crossed out in red, locked singletons marked. Long clusters wrap."""
+    font, small = ImageFont.load_default(size=17), ImageFont.load_default(size=14)
+    removed = set(int(u) for u in removed)
+    label_w, pad, caption = 150, 6, 18
+    lines = [(c, members[i:i + per_row]) for c, members in enumerate(clusters.members)
+             for i in range(0, len(members), per_row)]
+    width = label_w + min(per_row, max(len(m) for m in clusters.members)) * (size + pad) + pad
+    cell_h = size + caption + pad
+    sheet = Image.new("RGB", (width, len(lines) * cell_h + pad + 4 * len(clusters.members)), "white")
+    draw = ImageDraw.Draw(sheet)
+    y, previous = pad, None
+    for c, units in lines:
+        if c != previous:  # first line of a cluster: its label, a rule above
+            if previous is not None:
+                y += 4
+                draw.line([(pad, y - 4), (width - pad, y - 4)], fill=(200, 200, 200), width=1)
+            count = len(clusters.members[c])
+            draw.text((pad, y + 8), f"Cluster {c + 1}", fill="black", font=font)
+            note = "locked (alone)" if count == 1 else f"{count} units"
+            draw.text((pad, y + 32), note, fill=(110, 110, 110), font=small)
+            previous = c
+        for i, unit in enumerate(units):
+            x = label_w + i * (size + pad)
+            tile = to_pil(images[unit], scale=1).convert("RGB").resize((size, size), Image.NEAREST)
+            if unit in removed:
+                tile = Image.blend(tile, Image.new("RGB", tile.size, "white"), 0.45)
+            sheet.paste(tile, (x, y))
+            if unit in removed:
+                draw.line([(x, y), (x + size, y + size)], fill=(220, 30, 30), width=4)
+                draw.line([(x, y + size), (x + size, y)], fill=(220, 30, 30), width=4)
+            colour = (220, 30, 30) if unit in removed else (0, 0, 0)
+            draw.text((x, y + size + 1), f"#{unit}", fill=colour, font=small)
+        y += cell_h
+    return sheet

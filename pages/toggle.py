@@ -6,19 +6,19 @@ from ui.rankings import known_rankings
 from ui.state import Selection, friendly_errors, selection
 
 PAGE_SIZE = 60
-COLUMNS = 10
+COLUMNS = 12
 
 chosen = selection()
 st.title(f"Live toggles — {chosen.layer}")
 st.caption("Each switch is one unit (a conv filter or an fc neuron); its thumbnail is the unit's mean activation "
-           "map over the evaluation images, on one colour scale for the whole layer. Turning a unit off is "
-           "exactly removing it from the network.")
+           "map over the evaluation images (each scaled to its own range; fc units: one shade on a layer-wide scale). "
+           "Turning a unit off is exactly removing it from the network.")
 
 
 @st.cache_data(show_spinner="Computing feature-map thumbnails…", max_entries=32)
 def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, split: str) -> list:
     acts = _chosen.engine(split).activations(layer)
-    return heat_thumbnails(acts.mean(0), size=56)
+    return heat_thumbnails(acts.mean(0), size=96, per_map=True)
 
 
 def off_key() -> str:
@@ -67,14 +67,12 @@ def panel(split: str) -> None:
         m2.metric("Units off", f"{len(off)} / {units}")
         m3.metric("Loss", f"{masked.loss:.3f}", delta=f"{masked.loss - full.loss:+.3f}", delta_color="inverse")
 
-        grid, charts = st.columns([1.25, 1])
-        with grid:
-            switches(units, split)
-        with charts:
-            st.plotly_chart(per_class_figure(masked.per_class, engine.data.class_names, full.per_class),
-                            width="stretch", key="per_class")
-            st.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
-                            key="confusion")
+        switches(units, split)
+        left, right = st.columns(2)
+        left.plotly_chart(per_class_figure(masked.per_class, engine.data.class_names, full.per_class),
+                          width="stretch", key="per_class")
+        right.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
+                           key="confusion")
 
 
 def switches(units: int, split: str) -> None:

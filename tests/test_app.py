@@ -100,3 +100,37 @@ def test_bad_uploaded_checkpoint_is_refused_with_a_message():
     at.sidebar.text_input(key="ckpt_path").input(str(ROOT / "tasks.py")).run()
     assert not at.exception
     assert any("not a readable PyTorch checkpoint" in e.value for e in at.sidebar.error)
+
+
+def test_a_512_unit_vgg_layer_is_paged_and_toggles_work(tmp_path):
+    """A full-width VGG-16 (random weights) on a user's ImageFolder: conv13 has 512 units."""
+    import numpy as np
+    from PIL import Image
+
+    torch.manual_seed(0)
+    vgg = core.vgg16(1.0)
+    vgg.meta = core.ModelMeta("vgg16", {"width_mult": 1.0}, (3, 32, 32), [f"class{i}" for i in range(3)],
+                              [0.5] * 3, [0.25] * 3, dataset="imagefolder")
+    vgg.fc2 = torch.nn.Linear(512, 3)
+    core.save_checkpoint(vgg, tmp_path / "vgg.pt")
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "images" / f"class{c}").mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / f"class{c}" / f"{i}.png")
+
+    at = on_page("pages/toggle.py")
+    at.sidebar.selectbox(key="model_choice").set_value("Checkpoint path…").run()
+    at.sidebar.text_input(key="ckpt_path").input(str(tmp_path / "vgg.pt")).run()
+    at.sidebar.text_input(key="data_root").input(str(tmp_path / "images")).run()
+    at.sidebar.selectbox(key="layer").set_value("conv13").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert len(at.toggle) == 60  # one page of the 512 units
+    at.number_input(key="page:conv13").set_value(3).run()
+    assert at.toggle[0].label == "120"
+    at.toggle[0].set_value(False).run()
+    assert next(m for m in at.metric if m.label == "Units off").value == "1 / 512"
+    at.text_input(key="find:conv13").input("120, 500-502").run()
+    assert [t.label for t in at.toggle] == ["120", "500", "501", "502"]
+    assert [t.value for t in at.toggle] == [False, True, True, True]

@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1500)
     parser.add_argument("--height", type=int, default=1100)
     parser.add_argument("--full-page", action="store_true")
+    parser.add_argument("--click", action="append", default=[], help="click the button with this text first")
     args = parser.parse_args()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
@@ -29,6 +30,10 @@ def main() -> None:
         if args.wait_text:
             page.get_by_text(args.wait_text).first.wait_for(timeout=180_000)
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+        for text in args.click:
+            page.get_by_role("button", name=text).first.click()
+            page.wait_for_timeout(1500)
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
         page.wait_for_timeout(2500)  # plotly and images settle
         page.screenshot(path=args.out, full_page=args.full_page)
         browser.close()

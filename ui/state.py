@@ -88,8 +88,11 @@ def sidebar() -> Selection | None:
     if model is None:
         st.info("Choose a model in the sidebar to begin.")
         return None
-    default = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
-    dataset = st.sidebar.selectbox("Dataset", DATASETS, index=DATASETS.index(default), key="dataset",
+    model_key = model.meta.sha256 or model.meta.source
+    if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
+        st.session_state["_dataset_for"] = model_key
+        st.session_state["dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
+    dataset = st.sidebar.selectbox("Dataset", DATASETS, key="dataset",
                                    help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
                                         "The others read their usual files from the data folder.")
     root = None
