@@ -9,6 +9,9 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
+import warnings
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,12 +60,17 @@ def load_checkpoint(source: str | os.PathLike | bytes, map_location: str | torch
         except OSError as exc:
             raise CheckpointError(f"cannot read checkpoint {label}: {exc.strerror}") from None
     try:
-        payload = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; we give our own message
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc) and "Unsupported global" not in str(exc):
+        # name the code it would import (torch's own message is long; protocol-4 pickles stop its reader early)
+        culprit = _pickled_global(raw) or (_first_unsupported(str(exc)) if "GLOBAL" in str(exc)
+                                           or "Unsupported global" in str(exc) else None)
+        if culprit is None:
             raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or not a torch file)") from None
         raise CheckpointError(f"refused {label}: it holds Python objects, not just weights, and loading it "
-                              f"could run code ({_first_unsupported(str(exc))})") from None
+                              f"could run code (it imports {culprit})") from None
     except Exception as exc:  # zip/EOF/runtime errors all mean "not a readable checkpoint"
         raise CheckpointError(f"{label} is not a readable PyTorch checkpoint "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'corrupt'})") from None
@@ -85,6 +93,28 @@ def load_checkpoint(source: str | os.PathLike | bytes, map_location: str | torch
     meta.source = label
     model.meta = meta
     return model.eval()
+
+
+def _pickled_global(raw: bytes) -> str | None:
+    """The first global (importable code) a pickle names, or None; pickletools only reads, it runs nothing."""
+    if raw[:2] == b"PK":  # torch's zip format: the pickle is the archive's data.pkl
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                raw = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+        except (zipfile.BadZipFile, StopIteration, OSError):
+            return None
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(raw)):
+            if opcode.name in ("GLOBAL", "INST"):
+                return str(arg).replace(" ", ".")
+            if opcode.name == "STACK_GLOBAL":
+                return ".".join(strings[-2:])
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # a corrupt stream: not a pickle we can judge
+        return None
+    return None
 
 
 def _first_unsupported(message: str) -> str:
@@ -127,7 +157,7 @@ def torchvision_model(name: str, pretrained: bool = True) -> nn.Module:
     except Exception as exc:
         raise CheckpointError(f"could not get the pretrained weights of {name} ({type(exc).__name__}); "
                               f"this needs the internet or the file in {torch.hub.get_dir()}/checkpoints. "
-                              f"Use pretrained=False for random weights") from None
+                              f"Or use random weights: pretrained=False (in the app: untick 'Pretrained ImageNet weights')") from None
     categories = weights.meta["categories"] if weights else [str(i) for i in range(1000)]
     size = 299 if name.startswith("inception") else 224
     model.meta = ModelMeta(arch=name, arch_params={"pretrained": pretrained}, input_shape=(3, size, size),

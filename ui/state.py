@@ -23,9 +23,9 @@ USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
-def cached_model(source: str, content: bytes | None = None) -> nn.Module:
+def cached_model(source: str, content: bytes | None = None, pretrained: bool = True) -> nn.Module:
     """A model by path / torchvision name, or from uploaded bytes (keyed by their hash)."""
-    return core.load_model(content if content is not None else source)
+    return core.load_model(content if content is not None else source, pretrained=pretrained)
 
 
 @st.cache_resource(show_spinner="Loading data…", max_entries=16)
@@ -129,7 +129,10 @@ def _chosen_model(choice: str, shipped: list[Path]) -> nn.Module | None:
         return cached_model(str(Path(path).expanduser()))
     if choice == "torchvision model…":
         name = st.sidebar.text_input("torchvision model name", key="tv_name", placeholder="resnet18")
-        return cached_model(name.strip()) if name.strip() else None
+        pretrained = st.sidebar.checkbox("Pretrained ImageNet weights", value=True, key="tv_pretrained",
+                                         help="Needs the internet (or the weights file in the torch hub "
+                                              "cache); without it the model has random weights.")
+        return cached_model(name.strip(), pretrained=pretrained) if name.strip() else None
     return cached_model(str(shipped[[p.name for p in shipped].index(choice)]))
 
 
