@@ -9,6 +9,10 @@ st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=":material/ne
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("pages/toggle.py", title="Live toggles", icon=":material/toggle_on:"),
+    st.Page("pages/rankings.py", title="Rankings", icon=":material/leaderboard:"),
+    st.Page("pages/feature_maps.py", title="Ranked feature maps", icon=":material/grid_view:"),
+    st.Page("pages/am_gallery.py", title="AM gallery", icon=":material/image:"),
+    st.Page("pages/similarity.py", title="Similar filters & clusters", icon=":material/hub:"),
 ]
 
 st.navigation(PAGES).run()

@@ -151,6 +151,54 @@ def _run_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
+_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Identity, nn.Dropout)
+
+
+def _own_unit_block(block: nn.Module, x: torch.Tensor, units: torch.Tensor) -> torch.Tensor | None:
+    """The block's output for image b restricted to its own unit ``units[b]``: (B, 1, ...).
+
+    Conv/linear, eval-mode BatchNorm, ReLU and pooling all act per output channel, so image b
+    needs only filter ``units[b]``: one grouped conv instead of every filter on every image.
+    None when the block holds anything else (the caller then runs the whole block)."""
+    modules = list(block) if isinstance(block, nn.Sequential) else [block]
+    if not isinstance(modules[0], (nn.Conv2d, nn.Linear)) or getattr(modules[0], "groups", 1) != 1 or \
+            not all(isinstance(m, _PER_CHANNEL + (nn.BatchNorm2d, nn.BatchNorm1d)) for m in modules[1:]):
+        return None
+    first, b = modules[0], x.shape[0]
+    weight, bias = first.weight[units], None if first.bias is None else first.bias[units]
+    if isinstance(first, nn.Conv2d):
+        out = F.conv2d(x.reshape(1, -1, *x.shape[2:]), weight, bias, first.stride, first.padding,
+                       first.dilation, groups=b)
+        x = out.view(b, 1, *out.shape[2:])
+    else:
+        x = (torch.einsum("bi,bi->b", x, weight) + (0 if bias is None else bias)).view(b, 1)
+    for module in modules[1:]:
+        if isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            shape = (b, 1) + (1,) * (x.dim() - 2)
+            scale = (module.weight[units] / torch.sqrt(module.running_var[units] + module.eps)).view(shape)
+            x = (x - module.running_mean[units].view(shape)) * scale + module.bias[units].view(shape)
+        else:
+            x = _run_module(module, x)
+    return x
+
+
+def own_unit_means(model: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """(B,): mean activation of unit ``units[b]`` on image b (the AM objective), computing only that unit
+    in the layer itself when the model is staged."""
+    if is_staged(model):
+        for name, block in model.named_children():
+            if name == layer:
+                own = _own_unit_block(block, images, units)
+                if own is not None:
+                    return unit_means(own)[:, 0]
+                break
+            images = _run_module(block, images)
+        else:
+            raise KeyError(layer)
+        return unit_means(_run_module(block, images))[torch.arange(len(units), device=units.device), units]
+    return unit_means(layer_output(model, layer, images))[torch.arange(len(units), device=units.device), units]
+
+
 def layer_output(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
     """The layer's output (at its mask point) for ``images``; staged models stop there."""
     if is_staged(model):
@@ -218,14 +266,12 @@ def optimize_units(model: nn.Module, layer: str, units: Sequence[int], steps: in
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     index = torch.as_tensor(list(units), device=device)
-    rows = torch.arange(len(index), device=device)
     with frozen(model), torch.enable_grad():
         param = FourierImage(len(index), channels, h, w, generator=generator).to(device)
         optimizer = torch.optim.Adam(param.parameters(), lr=lr)
         for step in range(steps):
             optimizer.zero_grad()
-            activation = unit_means(layer_output(model, layer, random_transform(param(), generator)))
-            loss = -activation[rows, index].sum()  # each image serves its own unit only
+            loss = -own_unit_means(model, layer, random_transform(param(), generator), index).sum()
             loss.backward()
             optimizer.step()
             if progress is not None:

@@ -256,17 +256,19 @@ def rank_units(args: argparse.Namespace) -> int:
 
     params = _rank_params(args)
     model, data = load(args)
-    bar = tqdm(total=1, desc=f"{args.method} {args.layer}", unit="step", leave=False)
+    bars: list[tqdm] = []  # created on the first progress report, so an early error stays one line
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        if not bars:
+            bars.append(tqdm(total=total, desc=f"{args.method} {args.layer}", leave=False))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)  # tqdm throttles redraws itself
 
     try:
         ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache, **params)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:

@@ -78,10 +78,11 @@ def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_siz
 
 def gamma_figure(gamma: np.ndarray, class_names: Sequence[str], units: Sequence[int] | None = None,
                  title: str = "Class contributions γ (paper B Eq. 2)") -> go.Figure:
-    """Heatmap units x classes, diverging colours centred at 0 (red = supports the class)."""
+    """Heatmap units x classes, diverging colours centred at 0 (red = supports the class, blue = opposes)."""
     units = list(range(len(gamma))) if units is None else list(units)
     values = gamma[units]
-    limit = float(np.abs(values).max()) or 1.0
+    # symmetric limits at the 98th percentile of |gamma|: one extreme cell would wash out all the others
+    limit = float(np.percentile(np.abs(values), 98)) or float(np.abs(values).max()) or 1.0
     figure = go.Figure(go.Heatmap(
         z=values, x=[str(c) for c in class_names], y=[f"unit {u}" for u in units],
         colorscale="RdBu_r", zmid=0, zmin=-limit, zmax=limit,

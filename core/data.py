@@ -240,14 +240,18 @@ def _image_folder(root: Path, split: str, input_shape: Sequence[int] | None) -> 
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist; expected {root}/<class name>/<image files>")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    folder = root / split if has_splits and (root / split).is_dir() else root
+    if not has_splits:  # one folder: a seeded 70/15/15 split
+        folder, fractions = root, (0.15, 0.15)
+    elif split == "test" or (root / "val").is_dir():  # the user's own split folders
+        folder, fractions = root / split, None
+    else:  # train/ and test/ only: val is a seeded part of train/, disjoint from the train split
+        folder, fractions = root / "train", (0.15, 0.0)
     shape = tuple(input_shape or (3, 32, 32))
     try:
         dataset = ImageFolder(str(folder), loader=lambda p: Image.open(p))
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataError(f"no images found in {folder}: expected {folder}/<class name>/<image files> ({exc})") from None
-    indices = np.arange(len(dataset)) if folder != root or has_splits else \
-        _split_indices(len(dataset), split, (0.15, 0.15))
+    indices = np.arange(len(dataset)) if fractions is None else _split_indices(len(dataset), split, fractions)
     images, labels = [], []
     for i in indices:
         path, label = dataset.samples[i]

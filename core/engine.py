@@ -28,6 +28,7 @@ from .models import is_staged, layer_names, mask_point, unit_count
 Off = Mapping[str, Iterable[int]]
 _LINEAR_CACHE_BYTES = 384 * 2**20  # the per-channel contribution cache is skipped above this
 _CHUNK_ELEMENTS = 8 * 2**20  # floats per stacked (masks x images) activation chunk
+_LINEAR_CHUNK_ELEMENTS = 2**18  # the fast path is memory-bound: 1 MB chunks stay in cache (1.3-1.4x faster)
 
 
 @dataclass
@@ -155,7 +156,10 @@ class Engine:
         logits = self._suffix_logits(layer, keep)  # (K, N, classes)
         labels = self._labels.expand(len(keep), -1)
         correct = (logits.argmax(-1) == labels).float().mean(1)
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(len(keep), -1).mean(1)
+        # cross entropy as logsumexp - target logit: the same value, but F.cross_entropy's log_softmax is
+        # ~5x slower on K*N short rows and was a quarter of the batched time
+        flat, target = logits.flatten(0, 1), labels.flatten()
+        loss = (torch.logsumexp(flat, -1) - flat.gather(1, target[:, None])[:, 0]).view(len(keep), -1).mean(1)
         return BatchResult(correct.cpu().numpy().astype(np.float64), loss.cpu().numpy().astype(np.float64))
 
     def activations(self, layer: str) -> torch.Tensor:
@@ -204,8 +208,8 @@ class Engine:
                 x = x * _broadcast(masks[name].to(x.dtype), x)
         return x
 
-    def _batches(self, n: int, per_item: int):
-        size = max(1, min(self.batch_size, _CHUNK_ELEMENTS // max(1, per_item)))
+    def _batches(self, n: int, per_item: int, budget: int | None = None):
+        size = max(1, min(self.batch_size, (budget or _CHUNK_ELEMENTS) // max(1, per_item)))
         for lo in range(0, n, size):
             yield slice(lo, min(n, lo + size))
 
@@ -227,7 +231,7 @@ class Engine:
         k = len(keep)
         out = []
         per_item = acts[0].numel() * k if linear is None else linear[0][0].numel() // acts.shape[1] * k
-        for s in self._batches(len(acts), per_item):
+        for s in self._batches(len(acts), per_item, None if linear is None else _LINEAR_CHUNK_ELEMENTS):
             if linear is None:
                 x = acts[s].unsqueeze(0) * keep.view(k, 1, -1, *([1] * (acts.dim() - 2)))
                 x = self._run(x.flatten(0, 1), start, rest or {})

@@ -57,15 +57,15 @@ def randomize_batchnorm(model: nn.Module, images: torch.Tensor, seed: int) -> No
 
 @pytest.fixture(scope="module")
 def lenet64(model, digits_val):
-    return as_double(model, digits_val)
+    return as_double(model, digits_val.subset(150))
 
 
 @pytest.fixture(scope="module")
 def bn_vgg():
-    """vgg16(width_mult=0.125) (8..64 filters) in float64 with randomized BatchNorm, on 48 random images."""
+    """vgg16(width_mult=0.125) (8..64 filters) in float64 with randomized BatchNorm, on 16 random images."""
     torch.manual_seed(0)
     net = vgg16(width_mult=0.125).double()
-    images = torch.rand(48, 3, 32, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    images = torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     randomize_batchnorm(net, images, seed=1)
     with torch.no_grad():  # labels = the full network's answers, so accuracy starts at 1 and masks lower it
         labels = net(images).argmax(1)
@@ -117,7 +117,7 @@ def test_shipped_float32_lenet_masked_accuracy_equals_pruned(model, digits_val):
                                    atol=1e-6 * float(scale), rtol=0)
 
 
-@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv7", "conv13", "fc1"])
+@pytest.mark.parametrize("layer", ["conv1", "conv7", "conv13", "fc1"])
 def test_bn_vgg_masked_equals_pruned(bn_vgg, layer):
     net, data = bn_vgg
     engine = Engine(net, data)
@@ -181,7 +181,7 @@ def test_lenet_batched_masks_equal_one_at_a_time(model, digits_val, monkeypatch,
     if path == "generic":
         monkeypatch.setattr(core.engine, "_LINEAR_CACHE_BYTES", 0)
     engine = Engine(model, digits_val)
-    keep = keep_matrix(engine.units(layer), 12, seed=len(layer))
+    keep = keep_matrix(engine.units(layer), 8, seed=len(layer))
     batched = engine.evaluate_masks(layer, keep)
     assert (engine._linear[layer] is not None) == (path == "linear")  # the path under test was taken
     accuracy, loss = one_at_a_time(Engine(model, digits_val), layer, keep)

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.express as px
 import plotly.graph_objects as go
+import torch
 
 from . import Ranking
 
@@ -31,4 +33,47 @@ def switch_curve(ranking: Ranking) -> go.Figure:
     figure.update_layout(title=f"Switch training — {ranking.layer}", xaxis_title="step",
                          yaxis=dict(title="log-likelihood"), yaxis2=dict(title="KL", overlaying="y", side="right"),
                          height=360, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.2))
+    return figure
+
+
+def feature_maps(model, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """The layer's output (after BN/ReLU, where units are switched off) for (B, C, H, W) images in [0, 1]."""
+    from captum.attr import LayerActivation
+
+    from ..models import mask_point
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return LayerActivation(model.eval(), mask_point(model, layer)).attribute(images.to(device)).cpu()
+
+
+def feature_map_grid(maps: torch.Tensor, ranking: Ranking, marked: int = 3, columns: int = 10) -> go.Figure:
+    """Paper A Fig. 1: one image's feature maps (C, H, W), ordered by ``ranking``; top and bottom marked.
+
+    Fully connected layers (maps of shape (C,)) are shown as activation bars in ranking order."""
+    order = ranking.order()
+    n = len(order)
+    names = []
+    for position, unit in enumerate(order):
+        tag = "▲ top" if position < marked else "▼ bottom" if position >= n - marked else ""
+        names.append(f"#{position + 1} unit {unit} {tag}".strip())
+    if maps.dim() == 1:
+        colors = ["#2ca02c" if p < marked else "#d62728" if p >= n - marked else "#7f7f7f" for p in range(n)]
+        figure = go.Figure(go.Bar(x=names, y=maps[order].numpy(), marker_color=colors))
+        figure.update_layout(title=f"{ranking.layer} activations, ordered by {ranking.label}", height=380,
+                             xaxis=dict(type="category"), margin=dict(l=10, r=10, t=50, b=10))
+        return figure
+    columns = min(columns, n)
+    figure = px.imshow(maps[order].numpy(), facet_col=0, facet_col_wrap=columns, color_continuous_scale="gray",
+                       facet_col_spacing=0.01, facet_row_spacing=0.06)
+    for annotation in figure.layout.annotations:  # facet titles "facet_col=i" -> our names, coloured
+        position = int(annotation.text.split("=")[1])
+        annotation.text = names[position]
+        annotation.font = dict(size=11, color="#2ca02c" if position < marked else
+                               "#d62728" if position >= n - marked else "#444")
+    rows = -(-n // columns)
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False)
+    figure.update_layout(title=f"{ranking.layer} feature maps, ordered by {ranking.label} (green: top, red: bottom)",
+                         height=60 + 150 * rows, margin=dict(l=10, r=10, t=60, b=10), coloraxis_showscale=False)
     return figure

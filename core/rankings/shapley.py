@@ -152,7 +152,7 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
     rng = np.random.default_rng(seed)
     ends = value(np.stack([np.zeros(units, np.float32), np.ones(units, np.float32)]))  # v(none), v(all)
     pairs_total = samples // 2
-    per_round = max(1, 1024 // (2 * max(1, units - 1)))
+    per_round = max(1, 256 // (2 * max(1, units - 1)))  # pairs per engine call; early-stop check granularity
     z = norm.ppf(1 - (1 - confidence) / 2)
     pair_means: list[np.ndarray] = []
     stopped_early = False

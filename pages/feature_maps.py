@@ -1,0 +1,42 @@
+"""Ranked feature maps (paper A Fig. 1): what each unit of the layer sees in one image, best first."""
+import streamlit as st
+from PIL import Image, UnidentifiedImageError
+
+from core.data import image_to_tensor
+from core.rankings.plots import feature_map_grid, feature_maps
+from ui.rankings import known_rankings
+from ui.state import friendly_errors, selection
+
+chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
+with friendly_errors():
+    data = chosen.data("val")
+    st.title(f"Feature maps of {chosen.layer}, ordered by a ranking")
+
+    source = st.radio("Image", ["From the dataset", "Upload a PNG/JPEG"], horizontal=True)
+    image = None
+    if source == "From the dataset":
+        index = st.slider("Image number (validation split)", 0, len(data) - 1, 0)
+        image = data.images[index]
+        st.caption(f"label: {data.class_names[int(data.labels[index])]}")
+    else:
+        upload = st.file_uploader("Any size or colour mode; it is converted to the model's input",
+                                  type=["png", "jpg", "jpeg"])
+        if upload is not None:
+            try:
+                image, conversion = image_to_tensor(Image.open(upload), chosen.meta.input_shape)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise ValueError(f"cannot read {upload.name} as an image ({exc})") from None
+            st.caption(f"Conversion: {conversion}")
+    if image is None:
+        st.info("Upload an image to see its feature maps.")
+        st.stop()
+    pixels = image.permute(1, 2, 0).numpy()
+    st.image(pixels[..., 0] if pixels.shape[2] == 1 else pixels, width=140, clamp=True, caption="model input")
+
+    rankings = known_rankings(chosen)
+    label = st.selectbox("Order units by", list(rankings),
+                         help="L1 norm is always available; rankings computed on the Rankings page appear here.")
+    marked = st.slider("Units marked at the top and bottom", 1, max(1, chosen.units() // 2),
+                       min(3, max(1, chosen.units() // 2)))
+    maps = feature_maps(chosen.model, chosen.layer, image.unsqueeze(0))[0]
+    st.plotly_chart(feature_map_grid(maps, rankings[label], marked), width="stretch")

@@ -1,0 +1,91 @@
+"""Rankings: which units of the selected layer matter, by Shapley values, switches and baselines."""
+import streamlit as st
+
+from core.rankings import rank
+from core.rankings.agreement import compare, heatmap, top_units_table
+from core.rankings.plots import scores_bar, switch_curve
+from core.rankings.shapley import EXACT_LIMIT
+from ui.rankings import known_rankings, remember_ranking
+from ui.state import friendly_errors, selection
+
+INTERACTIVE_EXACT = 12  # 2^12 coalitions: seconds; bigger layers use sampling in the app
+METHODS = {"Shapley": "shapley", "Importance switches": "switches", "L1 norm": "l1", "L2 norm": "l2",
+           "Taylor (paper B Eq. 7)": "taylor", "Mean activation": "activation", "Random": "random"}
+
+chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
+with friendly_errors():
+    units = chosen.units()
+    st.title(f"Rankings of {chosen.layer}")
+    st.caption(f"{units} units, scored on the {chosen.dataset} validation split. Higher = more important. "
+               "Shapley (paper A): a unit's average contribution to accuracy over coalitions of units. "
+               "Switches: a learned Dirichlet probability per unit. The rest are baselines.")
+
+    picked = st.multiselect("Methods", list(METHODS), default=["Shapley", "Importance switches", "L1 norm"])
+    params: dict[str, dict] = {}
+    if "Shapley" in picked:
+        with st.expander("Shapley options"):
+            estimators = ["sampled", "truncated"] + (["exact"] if units <= INTERACTIVE_EXACT else [])
+            estimator = st.radio("Estimator", estimators, horizontal=True,
+                                 help=f"exact: all 2^N coalitions (offered here up to {INTERACTIVE_EXACT} "
+                                      f"units; the CLI goes to {EXACT_LIMIT}). truncated: removal sets of "
+                                      "size <= k. sampled: permutation Monte Carlo with standard errors.")
+            shapley = {"estimator": estimator,
+                       "payoff": st.radio("Payoff", ["accuracy", "loss"], horizontal=True)}
+            if estimator == "sampled":
+                shapley["samples"] = st.slider("Permutations", 10, 1000, 100, step=10)
+                if st.checkbox("Stop early once the top units are separated", value=False):
+                    shapley["top_k"] = st.slider("top k", 1, max(1, units - 1), min(5, units - 1))
+                shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="shapley_seed")
+            elif estimator == "truncated":
+                shapley["k"] = st.slider("k (largest removal set)", 0, units - 1, min(2, units - 1))
+            params["Shapley"] = shapley
+    if "Importance switches" in picked:
+        with st.expander("Switch options"):
+            default_alpha = 0.05 if chosen.meta.arch == "vgg16" else 2.0
+            params["Importance switches"] = {
+                "alpha0": st.number_input("Prior alpha0", 0.001, 100.0, default_alpha, format="%.3f",
+                                          help="paper A: 2 for LeNet, 0.05 for VGG"),
+                "steps": st.slider("Steps", 50, 2000, 300, step=50)}
+    if "Random" in picked:
+        params["Random"] = {"seed": st.number_input("Random seed", 0, 10_000, 0, key="random_seed")}
+
+    if st.button("Compute rankings", type="primary", disabled=not picked):
+        bar = st.progress(0.0, text="starting…")
+        engine = chosen.engine("val")
+        for number, name in enumerate(picked):
+            def progress(done: int, total: int, name=name, number=number) -> None:
+                fraction = (number + min(1.0, done / max(1, total))) / len(picked)
+                bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
+            ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=progress,
+                           engine=engine, **params.get(name, {}))
+            remember_ranking(chosen, ranking)
+        bar.progress(1.0, text="done")
+
+    rankings = list(known_rankings(chosen).values())
+    st.subheader("Scores per unit")
+    for ranking in rankings:
+        note = " (from cache)" if ranking.cached else f" ({ranking.seconds:.1f} s)"
+        with st.expander(ranking.label + note, expanded=ranking.method != "l1" or len(rankings) == 1):
+            st.plotly_chart(scores_bar(ranking), width="stretch", key=f"bar-{ranking.label}")
+            if ranking.stderr is not None:
+                st.caption(f"Error bars: ±1.96 standard errors over {ranking.extra.get('permutations')} "
+                           f"permutations{' (stopped early)' if ranking.extra.get('stopped_early') else ''}.")
+            if "likelihood" in ranking.extra:
+                st.plotly_chart(switch_curve(ranking), width="stretch", key=f"curve-{ranking.label}")
+                st.caption(f"Accuracy with the learned switches: {ranking.extra['switched_accuracy']:.2%}.")
+
+    if len(rankings) >= 2:
+        st.subheader("Agreement")
+        k = st.slider("k (top units compared)", 1, units, min(5, units))
+        st.markdown("**Top units of each method** (paper A, Table 1)")
+        st.dataframe(top_units_table(rankings, k), width="stretch")
+        st.markdown("**Pairs**: p(chance) is the probability that random top-k sets overlap at least this much.")
+        st.dataframe(compare(rankings, k).drop(columns=["overlap"]).style.format(
+            {"p(chance)": "{:.3g}", "Spearman": "{:.2f}", "Kendall": "{:.2f}"}), width="stretch",
+            hide_index=True)
+        metric = st.radio("Heatmap", ["overlap", "spearman", "kendall"], horizontal=True,
+                          format_func={"overlap": f"top-{k} overlap", "spearman": "Spearman",
+                                       "kendall": "Kendall"}.get)
+        st.plotly_chart(heatmap(rankings, metric, k), width="stretch")
+    else:
+        st.info("Compute at least one more ranking to compare methods.")

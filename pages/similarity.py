@@ -1,0 +1,70 @@
+"""Similar filters & clusters (paper B): which units of the layer do the same job, and which to prune."""
+import streamlit as st
+
+import core
+from core.similarity import cluster_rows_image
+from ui.state import friendly_errors, selection
+
+chosen = selection()
+st.title(f"Similar filters & clusters — {chosen.layer}")
+st.caption("Two units are similar when their activation-maximization patterns look alike and they push the same "
+           "classes up and down (class contributions γ). k-means groups similar units; a unit alone in its cluster "
+           "is **locked** (it has no twin, so it is never pruned). Inside a cluster, units are ranked by their "
+           "contribution index (paper B Eq. 7) and pruning takes the lowest first.")
+
+
+def analysis(steps: int, seed: int) -> tuple[core.Similarity, core.Clusters]:
+    """SD matrix and clusters for the selected layer: kept for the session, cached on disk by core."""
+    store = st.session_state.setdefault("_clusters", {})
+    key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed)
+    if key not in store:
+        bar = st.progress(0.0, text="Optimizing activation-maximization images…")
+        core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed,
+                       progress=lambda done, total: bar.progress(done / total, text=f"AM step {done}/{total}"))
+        bar.progress(1.0, text="Class contributions and similarity…")
+        engine = chosen.engine("val")
+        similarity = core.similarity_matrix(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
+                                            engine=engine)
+        clusters = core.cluster_filters(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
+                                        similarity=similarity, engine=engine,
+                                        progress=lambda done, total: bar.progress(
+                                            done / total, text=f"k-means: trying k = {done + 1} of {total + 1}"))
+        bar.empty()
+        store[key] = (similarity, clusters)
+    return store[key]
+
+
+with friendly_errors():
+    a, b, c = st.columns([2, 1, 1])
+    rate = a.slider("Pruning rate", 0.0, 0.9, 0.3, 0.05,
+                    help="Share of the layer's units to remove: each cluster gives a share proportional to its "
+                         "size, lowest contribution index first; locked units and each cluster's last unit stay.")
+    steps = b.number_input("AM steps", min_value=16, max_value=2048, value=256, step=64)
+    seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
+    similarity, clusters = analysis(int(steps), int(seed))
+    removed = core.pruning_selection(clusters, rate)
+
+    units = len(clusters.labels)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Clusters (k)", clusters.k, help="Best silhouette on SD over k = 2 … I/2; k = 1 when none reaches "
+                                               f"{core.similarity.MIN_SILHOUETTE}.")
+    best = max(clusters.silhouette.values(), default=float("nan"))
+    m2.metric("Best silhouette", f"{best:.2f}")
+    m3.metric("Locked units", len(clusters.locked))
+    m4.metric("Pruned at this rate", f"{len(removed)} / {units}")
+
+    st.subheader("Clusters (paper B Fig. 3)")
+    st.caption("One row per cluster; AM images ordered by contribution index, highest on the left. "
+               "Crossed out in red: the units this pruning rate removes.")
+    st.image(cluster_rows_image(similarity.am.images, clusters, removed))
+    if removed:
+        st.markdown("**Removed:** " + ", ".join(f"unit {u}" for u in removed))
+
+    left, right = st.columns(2)
+    left.plotly_chart(core.sd_figure(similarity, clusters), width="stretch", key="sd")
+    right.plotly_chart(core.gamma_figure(similarity.gamma, chosen.data("val").class_names, clusters.order(),
+                                         title="Class contributions γ (paper B Eq. 2), units by cluster"),
+                       width="stretch", key="gamma")
+    st.caption("SD = AM-pattern distance + class-contribution distance, each divided by its mean over the layer's "
+               "pairs (so ≈ 2 is a typical pair, 0 = identical). Red boxes: clusters. γ: red = the unit raises the "
+               "class's probability, blue = lowers it.")

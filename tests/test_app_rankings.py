@@ -1,0 +1,65 @@
+"""AppTest: the rankings page computes and compares rankings; the feature-maps page orders by them."""
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+import core
+from tests.conftest import ROOT
+
+TIMEOUT = 180
+
+
+def on_page(path: str, layer: str = "conv1") -> AppTest:
+    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(path)
+    at.run()
+    at.sidebar.selectbox(key="layer").set_value(layer)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def test_rankings_page_computes_shapley_switches_and_compares(model, digits_val):
+    at = on_page("pages/rankings.py")
+    assert at.title[0].value == "Rankings of conv1"
+    assert [c["layout"]["title"]["text"] for c in charts(at)] == ["L1 norm — conv1"]  # L1 is always there
+    at.multiselect[0].set_value(["Shapley", "Importance switches", "L1 norm"])
+    at.run()
+    next(s for s in at.slider if s.label == "Permutations").set_value(20)
+    next(s for s in at.slider if s.label == "Steps").set_value(50)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    assert "Shapley (sampled, 20 perms) — conv1" in titles and "Switch training — conv1" in titles
+    shapley_bar = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
+    assert shapley_bar["data"][0]["error_y"]["visible"]  # error bars for sampled Shapley
+    expected = core.rank(model, digits_val, "conv1", "shapley", samples=20)  # same numbers, from the cache
+    assert expected.cached and shapley_bar["data"][0]["x"] == [f"unit {i}" for i in expected.order()]
+    table = at.dataframe[0].value
+    assert set(table.index) == {"L1 norm", "Shapley (sampled, 20 perms)", "Switches (alpha0=2)"}
+    assert any(c["data"][0]["type"] == "heatmap" for c in charts(at))
+
+
+def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
+    at = on_page("pages/feature_maps.py", layer="conv2")
+    assert at.title[0].value == "Feature maps of conv2, ordered by a ranking"
+    grid = charts(at)[-1]
+    l1 = core.rank(model, digits_val, "conv2", "l1")
+    names = [a["text"] for a in grid["layout"]["annotations"]]
+    assert len(names) == 20
+    assert f"#1 unit {l1.order()[0]} ▲ top" in names and f"#20 unit {l1.order()[-1]} ▼ bottom" in names
+    assert f"#10 unit {l1.order()[9]}" in names
+    at.sidebar.selectbox(key="layer").set_value("fc1")
+    at.run()
+    assert not at.exception and not at.error
+    assert charts(at)[-1]["data"][0]["type"] == "bar"  # fc units: activations in ranking order
