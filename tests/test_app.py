@@ -134,3 +134,12 @@ def test_a_512_unit_vgg_layer_is_paged_and_toggles_work(tmp_path):
     at.text_input(key="find:conv13").input("120, 500-502").run()
     assert [t.label for t in at.toggle] == ["120", "500", "501", "502"]
     assert [t.value for t in at.toggle] == [False, True, True, True]
+
+
+def test_sidebar_choices_survive_switching_pages():
+    at = app()
+    at.sidebar.selectbox(key="layer").set_value("fc1").run()
+    at.switch_page("pages/toggle.py")
+    at.run()
+    assert at.title[0].value == "Live toggles — fc1"
+    assert len(at.toggle) == 60  # fc1 has 100 units: paged

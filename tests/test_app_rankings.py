@@ -63,3 +63,26 @@ def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
     at.run()
     assert not at.exception and not at.error
     assert charts(at)[-1]["data"][0]["type"] == "bar"  # fc units: activations in ranking order
+
+
+def test_live_toggles_turn_off_the_k_lowest_by_a_ranking_computed_on_the_rankings_page(model, digits_val, digits_test):
+    at = on_page("pages/rankings.py")
+    at.multiselect[0].set_value(["Shapley", "L1 norm"])
+    at.run()
+    next(s for s in at.slider if s.label == "Permutations").set_value(20)
+    at.button[0].click()
+    at.run()
+    at.switch_page("pages/toggle.py")
+    at.run()
+    ranking = next(s for s in at.selectbox if s.label == "Ranking")
+    assert "Shapley (sampled, 20 perms)" in ranking.options
+    ranking.set_value("Shapley (sampled, 20 perms)")
+    at.number_input[0].set_value(3)
+    at.run()
+    next(b for b in at.button if b.label.startswith("Turn off")).click()
+    at.run()
+    assert not at.exception, at.exception
+    lowest = core.rank(model, digits_val, "conv1", "shapley", samples=20).lowest(3)
+    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)
+    shown = next(m for m in at.metric if m.label.startswith("Accuracy")).value
+    assert shown == f"{core.evaluate(model, digits_test, off={'conv1': lowest}).accuracy:.2%}"

@@ -77,7 +77,7 @@ def sidebar() -> Selection | None:
     st.sidebar.header("Model & data")
     shipped = shipped_checkpoints()
     options = [p.name for p in shipped] + ["Upload a checkpoint…", "Checkpoint path…", "torchvision model…"]
-    choice = st.sidebar.selectbox("Model", options, key="model_choice",
+    choice = st.sidebar.selectbox("Model", options, **_sticky("model_choice", options=options),
                                   help="Shipped checkpoints live in assets/. Checkpoints load with "
                                        "weights_only=True: files that carry code are refused.")
     try:
@@ -91,13 +91,13 @@ def sidebar() -> Selection | None:
     model_key = model.meta.sha256 or model.meta.source
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
         st.session_state["_dataset_for"] = model_key
-        st.session_state["dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
-    dataset = st.sidebar.selectbox("Dataset", DATASETS, key="dataset",
+        st.session_state["_keep:dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
+    dataset = st.sidebar.selectbox("Dataset", DATASETS, **_sticky("dataset", options=DATASETS),
                                    help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
                                         "The others read their usual files from the data folder.")
     root = None
     if dataset != "digits":
-        root = st.sidebar.text_input("Data folder", value="data", key="data_root",
+        root = st.sidebar.text_input("Data folder", **_sticky("data_root", default="data"),
                                      help="MNIST: <folder>/MNIST/raw; CIFAR-10: <folder>/cifar-10-batches-py; "
                                           "ImageFolder: <folder>/<class>/<images>")
     chosen = Selection(model, dataset, root, layer="")
@@ -109,27 +109,47 @@ def sidebar() -> Selection | None:
         return None
     layers = core.prunable_layers(model)
     labels = {layer.name: f"{layer.name} ({layer.kind}, {layer.units} units)" for layer in layers}
-    chosen.layer = st.sidebar.selectbox("Layer", list(labels), format_func=labels.get, key="layer")
+    chosen.layer = st.sidebar.selectbox("Layer", list(labels), format_func=labels.get,
+                                        **_sticky("layer", options=list(labels)))
     return chosen
+
+
+def _sticky(key: str, default=None, options: list | tuple | None = None) -> dict:
+    """Widget arguments for a sidebar choice that survives page switches.
+
+    The sidebar is drawn by each page, and Streamlit gives a widget a different id on every page,
+    so its state would be dropped on navigation: keep the value under a plain key and restore it."""
+    saved = st.session_state.get(f"_keep:{key}", default)
+    if saved is not None and (options is None or saved in options):
+        st.session_state[key] = saved
+    return {"key": key, "on_change": _keep, "args": (key,)}
+
+
+def _keep(key: str) -> None:
+    st.session_state[f"_keep:{key}"] = st.session_state[key]
 
 
 def _chosen_model(choice: str, shipped: list[Path]) -> nn.Module | None:
     if choice == "Upload a checkpoint…":
         upload = st.sidebar.file_uploader("Checkpoint (.pt)", type=["pt", "pth", "ckpt"], key="upload")
-        if upload is None:
+        if upload is not None:  # an uploader cannot be restored on another page: keep the file itself
+            st.session_state["_keep:upload"] = (upload.name, upload.getvalue())
+        if "_keep:upload" not in st.session_state:
             return None
-        content = upload.getvalue()
+        name, content = st.session_state["_keep:upload"]
+        if upload is None:
+            st.sidebar.caption(f"Using the uploaded {name}")
         return cached_model(f"upload:{hashlib.sha256(content).hexdigest()}", content)
     if choice == "Checkpoint path…":
-        path = st.sidebar.text_input("Checkpoint path", key="ckpt_path", placeholder="path/to/model.pt")
+        path = st.sidebar.text_input("Checkpoint path", placeholder="path/to/model.pt", **_sticky("ckpt_path"))
         if not path:
             return None
         if not Path(path).expanduser().is_file():
             raise core.CheckpointError(f"no file at {path}")
         return cached_model(str(Path(path).expanduser()))
     if choice == "torchvision model…":
-        name = st.sidebar.text_input("torchvision model name", key="tv_name", placeholder="resnet18")
-        pretrained = st.sidebar.checkbox("Pretrained ImageNet weights", value=True, key="tv_pretrained",
+        name = st.sidebar.text_input("torchvision model name", placeholder="resnet18", **_sticky("tv_name"))
+        pretrained = st.sidebar.checkbox("Pretrained ImageNet weights", **_sticky("tv_pretrained", default=True),
                                          help="Needs the internet (or the weights file in the torch hub "
                                               "cache); without it the model has random weights.")
         return cached_model(name.strip(), pretrained=pretrained) if name.strip() else None
@@ -141,11 +161,25 @@ def selection() -> Selection:
 
     Every page starts with this call (the sidebar lives in the page script, not in explorer.py,
     so that AppTest sees it on reruns too)."""
+    _leave_pages_directory_mode()
     with friendly_errors():
         chosen = sidebar()
         if chosen is not None:
             return chosen
     st.stop()
+
+
+def _leave_pages_directory_mode() -> None:
+    """A fresh server whose first request is a deep link (/toggle) runs that page in Streamlit's
+    legacy pages/-folder mode, skipping explorer.py's st.navigation (file names in the menu, narrow
+    layout) until the server restarts. Switch the flag st.navigation would set and rerun through it."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if not st.session_state.get("_left_pages_mode"):  # once per session: AppTest re-enters this mode each run
+            st.session_state["_left_pages_mode"] = True
+            st.rerun()
 
 
 @contextmanager
