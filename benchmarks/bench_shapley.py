@@ -13,7 +13,7 @@ number of permutations, measured side by side in one run:
 Then the wall time of exact Shapley on conv1 (2^10 coalitions) and conv2 (2^20; measured on a
 slice and extrapolated unless --full).
 
-    .venv/bin/python benchmarks/bench_shapley.py [--permutations 10] [--threads 2] [--full]
+    .venv/bin/python benchmarks/bench_shapley.py [--permutations 50] [--threads 2] [--full]
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def timed(function):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Shapley evaluation throughput, side by side")
-    parser.add_argument("--permutations", type=int, default=10)
+    parser.add_argument("--permutations", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="run exact conv2 (2^20 coalitions) to the end")
     args = parser.parse_args()

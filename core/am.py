@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .cache import cached
-from .models import is_staged, layer_names, mask_point, unit_count
+from .models import frozen, is_staged, layer_names, mask_point, unit_count
 
 Progress = Callable[[int, int], None]
 AM_VERSION = 1  # bump when the algorithm changes, so stale cache entries are not reused
@@ -219,22 +218,6 @@ def layer_output(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Te
 def unit_means(output: torch.Tensor) -> torch.Tensor:
     """(B, units, ...) -> (B, units): each unit's mean activation over its feature map."""
     return output.flatten(2).mean(2) if output.dim() > 2 else output
-
-
-@contextmanager
-def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Model in eval mode with weights not requiring grad, both restored on exit."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    training = model.training
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(training)
 
 
 # --- AM ---------------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ output of the BatchNorm that follows its conv (or the conv/linear itself when no
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -212,3 +213,19 @@ def model_totals(model: nn.Module) -> dict[str, int]:
     meta: ModelMeta | None = getattr(model, "meta", None)
     macs = _macs_per_module(model, meta.input_shape if meta else (1, 28, 28))
     return {"params": sum(p.numel() for p in model.parameters()), "flops": sum(macs.values())}
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Model in eval mode with weights not requiring grad, both restored on exit."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    training = model.training
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(training)

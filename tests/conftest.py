@@ -16,6 +16,25 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 import core  # noqa: E402
 
 MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
+APP_TIMEOUT = 180  # model loading and first computations take longer than AppTest's default 3 s
+
+
+def open_page(path: str | None = None, layer: str | None = None):
+    """An AppTest session of the whole app, on ``path`` (default: the overview) and ``layer``,
+    checked to have rendered without exception or error message."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=APP_TIMEOUT)
+    at.run()
+    if path:
+        at.switch_page(path)
+        at.run()
+    if layer:
+        at.sidebar.selectbox(key="layer").set_value(layer)
+        at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -7,25 +7,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import core
-from tests.conftest import ROOT
-
-TIMEOUT = 180
-
-
-def app() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def on_page(path: str) -> AppTest:
-    at = app()
-    at.switch_page(path)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
+from tests.conftest import ROOT, open_page
 
 def accuracy_shown(at: AppTest) -> float:
     metric = next(m for m in at.metric if m.label.startswith("Accuracy"))
@@ -33,7 +15,7 @@ def accuracy_shown(at: AppTest) -> float:
 
 
 def test_overview_shows_architecture_and_test_accuracy(model, digits_test):
-    at = app()
+    at = open_page()
     assert not at.error
     assert at.title[0].value == "Neuron Ranking Explorer"
     accuracy = next(m for m in at.metric if m.label.startswith("Test accuracy"))
@@ -47,12 +29,12 @@ def test_every_page_renders_on_the_default():
     paths = re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "explorer.py").read_text())
     assert "pages/toggle.py" in paths
     for path in paths:
-        at = on_page(path)
+        at = open_page(path)
         assert not at.error, (path, [e.value for e in at.error])
 
 
 def test_toggling_a_conv1_filter_changes_the_accuracy(model, digits_test):
-    at = on_page("pages/toggle.py")
+    at = open_page("pages/toggle.py")
     at.sidebar.selectbox(key="layer").set_value("conv1").run()
     before = accuracy_shown(at)
     assert abs(before - core.evaluate(model, digits_test).accuracy) < 1e-4
@@ -66,7 +48,7 @@ def test_toggling_a_conv1_filter_changes_the_accuracy(model, digits_test):
 def test_two_sessions_keep_their_own_masks_and_the_cached_model_is_unchanged(model, digits_test):
     from ui.state import cached_model
 
-    first, second = on_page("pages/toggle.py"), on_page("pages/toggle.py")
+    first, second = open_page("pages/toggle.py"), open_page("pages/toggle.py")
     for at in (first, second):
         at.sidebar.selectbox(key="layer").set_value("conv2").run()
     first.toggle[3].set_value(False).run()
@@ -84,7 +66,7 @@ def test_two_sessions_keep_their_own_masks_and_the_cached_model_is_unchanged(mod
 def test_turn_off_k_lowest_by_l1(model, digits_test):
     from core.rankings import rank
 
-    at = on_page("pages/toggle.py")
+    at = open_page("pages/toggle.py")
     at.sidebar.selectbox(key="layer").set_value("conv2").run()
     at.number_input[0].set_value(4).run()
     next(b for b in at.button if b.label.startswith("Turn off")).click().run()
@@ -95,7 +77,7 @@ def test_turn_off_k_lowest_by_l1(model, digits_test):
 
 
 def test_bad_uploaded_checkpoint_is_refused_with_a_message():
-    at = app()
+    at = open_page()
     at.sidebar.selectbox(key="model_choice").set_value("Checkpoint path…").run()
     at.sidebar.text_input(key="ckpt_path").input(str(ROOT / "tasks.py")).run()
     assert not at.exception
@@ -120,7 +102,7 @@ def test_a_512_unit_vgg_layer_is_paged_and_toggles_work(tmp_path):
             pixels = rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "images" / f"class{c}" / f"{i}.png")
 
-    at = on_page("pages/toggle.py")
+    at = open_page("pages/toggle.py")
     at.sidebar.selectbox(key="model_choice").set_value("Checkpoint path…").run()
     at.sidebar.text_input(key="ckpt_path").input(str(tmp_path / "vgg.pt")).run()
     at.sidebar.text_input(key="data_root").input(str(tmp_path / "images")).run()
@@ -137,7 +119,7 @@ def test_a_512_unit_vgg_layer_is_paged_and_toggles_work(tmp_path):
 
 
 def test_sidebar_choices_survive_switching_pages():
-    at = app()
+    at = open_page()
     at.sidebar.selectbox(key="layer").set_value("fc1").run()
     at.switch_page("pages/toggle.py")
     at.run()

@@ -4,22 +4,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 import core
-from tests.conftest import ROOT
-
-TIMEOUT = 180
-
-
-def on_page(path: str, layer: str = "conv2") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    at.sidebar.selectbox(key="layer").set_value(layer)
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
-
+from tests.conftest import open_page
 
 def images_shown(at: AppTest) -> int:
     """st.image elements on the page (counted through their proto)."""
@@ -27,7 +12,7 @@ def images_shown(at: AppTest) -> int:
 
 
 def test_am_gallery_shows_every_unit_in_ranking_order(model):
-    at = on_page("pages/am_gallery.py")
+    at = open_page("pages/am_gallery.py", layer="conv2")
     assert at.title[0].value == "Activation maximization — conv2"
     units = core.prunable_layers(model)[1].units
     # the gallery (one per unit) + the close-up AM image + 8 top images + 8 feature maps
@@ -42,7 +27,7 @@ def test_am_gallery_shows_every_unit_in_ranking_order(model):
 
 
 def test_similarity_page_shows_clusters_and_both_heatmaps(model):
-    at = on_page("pages/similarity.py")
+    at = open_page("pages/similarity.py", layer="conv2")
     assert at.title[0].value == "Similar filters & clusters — conv2"
     k = int(next(m for m in at.metric if m.label == "Clusters (k)").value)
     assert 1 <= k <= 10

@@ -6,29 +6,14 @@ import json
 from streamlit.testing.v1 import AppTest
 
 import core
-from tests.conftest import ROOT
-
-TIMEOUT = 180
-
-
-def on_page(path: str, layer: str = "conv1") -> AppTest:
-    at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(path)
-    at.run()
-    at.sidebar.selectbox(key="layer").set_value(layer)
-    at.run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    return at
-
+from tests.conftest import open_page
 
 def charts(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
 
 
 def test_rankings_page_computes_shapley_switches_and_compares(model, digits_val):
-    at = on_page("pages/rankings.py")
+    at = open_page("pages/rankings.py", layer="conv1")
     assert at.title[0].value == "Rankings of conv1"
     assert [c["layout"]["title"]["text"] for c in charts(at)] == ["L1 norm — conv1"]  # L1 is always there
     at.multiselect[0].set_value(["Shapley", "Importance switches", "L1 norm"])
@@ -51,7 +36,7 @@ def test_rankings_page_computes_shapley_switches_and_compares(model, digits_val)
 
 
 def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
-    at = on_page("pages/feature_maps.py", layer="conv2")
+    at = open_page("pages/feature_maps.py", layer="conv2")
     assert at.title[0].value == "Feature maps of conv2, ordered by a ranking"
     grid = charts(at)[-1]
     l1 = core.rank(model, digits_val, "conv2", "l1")
@@ -66,7 +51,7 @@ def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
 
 
 def test_live_toggles_turn_off_the_k_lowest_by_a_ranking_computed_on_the_rankings_page(model, digits_val, digits_test):
-    at = on_page("pages/rankings.py")
+    at = open_page("pages/rankings.py", layer="conv1")
     at.multiselect[0].set_value(["Shapley", "L1 norm"])
     at.run()
     next(s for s in at.slider if s.label == "Permutations").set_value(20)

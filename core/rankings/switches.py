@@ -16,14 +16,13 @@ acts where the engine turns units off.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
 from ..engine import Engine
+from ..models import frozen
 
 DEFAULTS = {"alpha0": None, "steps": 300, "lr": 0.05, "batch_size": 256, "seed": 0}
 PAPER_ALPHA0 = {"lenet5": 2.0, "vgg16": 0.05}  # the authors' priors
@@ -45,19 +44,6 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
 
 def label(params: dict) -> str:
     return f"Switches (alpha0={params['alpha0']:g})"
-
-
-@contextmanager
-def frozen(model: torch.nn.Module):
-    """The network's parameters stop requiring gradients; restored afterwards."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def compute(engine: Engine, layer: str, progress=None, alpha0: float = 2.0, steps: int = 300, lr: float = 0.05,
