@@ -3,19 +3,25 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.rankings import Ranking, rank
 from ui.state import Selection
 
 
-def remember_ranking(chosen: Selection, ranking) -> None:
+def _store(chosen: Selection) -> dict[str, Ranking]:
+    rankings = st.session_state.setdefault("rankings", {})
+    return rankings.setdefault((chosen.model_key, chosen.dataset, chosen.layer), {})
+
+
+def remember_ranking(chosen: Selection, ranking: Ranking) -> None:
     """Keep a computed ranking so other pages can offer it ("turn off the k lowest by ...")."""
-    store = st.session_state.setdefault("rankings", {})
-    store.setdefault((chosen.model_key, chosen.dataset, chosen.layer), {})[ranking.label] = ranking
+    _store(chosen)[ranking.label] = ranking
 
 
-def known_rankings(chosen: Selection) -> dict:
+def known_rankings(chosen: Selection) -> dict[str, Ranking]:
     """label -> Ranking for the selected layer: the L1 norm always, plus what this session computed."""
-    from core.rankings import rank
-
-    l1 = rank(chosen.model, chosen.data("val"), layer=chosen.layer, method="l1")
-    stored = st.session_state.get("rankings", {}).get((chosen.model_key, chosen.dataset, chosen.layer), {})
-    return {l1.label: l1, **stored}
+    store = _store(chosen)
+    if not any(r.method == "l1" for r in store.values()):  # once per session: toggles rerun this often
+        remember_ranking(chosen, rank(chosen.model, chosen.data("val"), layer=chosen.layer, method="l1",
+                                      engine=chosen.engine("val")))
+    l1 = [label for label, r in store.items() if r.method == "l1"]
+    return {**{label: store[label] for label in l1}, **store}
