@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -56,6 +57,25 @@ def parse_off(specs: list[str]) -> dict[str, list[int]]:
         except ValueError:
             raise ValueError(f"--off {spec!r}: units must be whole numbers") from None
     return off
+
+
+@contextmanager
+def progress_bar(desc: str, unit: str = "it") -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` progress callback drawing a tqdm bar; the bar appears on the first
+    report, so an error raised before any work stays one line on stderr."""
+    bars: list[tqdm] = []
+
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=desc, unit=unit, leave=False))
+        bars[0].total = total
+        bars[0].update(done - bars[0].n)  # tqdm throttles redraws itself
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _print(payload: dict, as_json: bool, text: str) -> None:
@@ -158,9 +178,8 @@ def am(args: argparse.Namespace) -> int:
 
     model = load_model(args.checkpoint, device=args.device)
     check_am_params(model, args.layer, args.steps, args.lr)  # before the progress bar: errors stay one line
-    with tqdm(total=args.steps, desc=f"AM {args.layer}", unit="step") as bar:
-        result = am_images(model, args.layer, steps=args.steps, lr=args.lr, seed=args.seed,
-                           progress=lambda done, total: bar.update(done - bar.n))
+    with progress_bar(f"AM {args.layer}", "step") as progress:
+        result = am_images(model, args.layer, steps=args.steps, lr=args.lr, seed=args.seed, progress=progress)
     paths = result.save_pngs(args.out, scale=args.scale)
     print(json.dumps({"layer": args.layer, "units": result.units, "out": str(args.out), "files": len(paths),
                       "contact_sheet": str(paths[-1]), "selectivity": result.selectivity(), **result.params}))
@@ -187,14 +206,10 @@ def clusters(args: argparse.Namespace) -> int:
     check_am_params(model, args.layer, args.steps, 0.05)  # before the progress bars: errors stay one line
     if args.rate is not None and not 0 <= args.rate <= 1:
         raise ValueError(f"--rate must be between 0 and 1 (got {args.rate})")
-    with tqdm(total=args.steps, desc=f"AM {args.layer}", unit="step") as bar:
-        am_images(model, args.layer, steps=args.steps, seed=args.seed,
-                  progress=lambda done, total: bar.update(done - bar.n))
+    with progress_bar(f"AM {args.layer}", "step") as progress:
+        am_images(model, args.layer, steps=args.steps, seed=args.seed, progress=progress)
     similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine)
-    with tqdm(desc="k-means over k", unit="k") as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    with progress_bar("k-means over k", "k") as progress:
         result = cluster_filters(model, data, args.layer, args.steps, args.seed, similarity=similarity,
                                  engine=engine, progress=progress)
     payload = result.to_dict()
@@ -256,19 +271,8 @@ def rank_units(args: argparse.Namespace) -> int:
 
     params = _rank_params(args)
     model, data = load(args)
-    bars: list[tqdm] = []  # created on the first progress report, so an early error stays one line
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc=f"{args.method} {args.layer}", leave=False))
-        bars[0].total = total
-        bars[0].update(done - bars[0].n)  # tqdm throttles redraws itself
-
-    try:
+    with progress_bar(f"{args.method} {args.layer}") as progress:
         ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache, **params)
-    finally:
-        for bar in bars:
-            bar.close()
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:

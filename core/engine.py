@@ -184,11 +184,11 @@ class Engine:
     # --- internals ----------------------------------------------------------------------
 
     def _frozen_blocks(self) -> list[tuple[str, nn.Module]]:
-        """A private copy of the blocks with requires_grad off, so backward through gated_logits
+        """A private eval-mode copy of the blocks with requires_grad off, so backward through gated_logits
         reaches the gate only: no .grad ever lands on the shared model, and no weight grads are computed."""
         with self._lock:
             if self._frozen is None:
-                self._frozen = [(name, copy.deepcopy(block).requires_grad_(False)) for name, block in self._children]
+                self._frozen = [(name, copy.deepcopy(block).requires_grad_(False).eval()) for name, block in self._children]
             return self._frozen
 
     def _check_layer(self, layer: str) -> None:

@@ -4,8 +4,9 @@ A probability vector s (one entry per unit) scales the layer's units. Prior Dir(
 variational posterior Dir(phi) with phi = softplus(p). We maximize the ELBO per image,
 mean log p(y|x, E[s]) - KL(Dir(phi) || Dir(alpha0)) / n, plugging in the posterior mean
 E[s] = phi / sum(phi) as the paper does. Unlike the authors' code, the network is really
-frozen: requires_grad is off for every weight, the model stays in eval mode (no dropout, BN
-statistics untouched) and the optimizer holds only p. Score of unit j = E[s_j].
+frozen: the switch trains through Engine.gated_logits, which runs a private eval-mode copy of
+the network with requires_grad off (no dropout, BN statistics untouched), and the optimizer
+holds only p. Score of unit j = E[s_j].
 
 Where the switch sits: the paper multiplies the layer's pre-activation. We scale the block
 output through Engine.gated_logits (only the suffix runs). For LeNet (conv -> maxpool -> ReLU)
@@ -22,7 +23,6 @@ import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
 from ..engine import Engine
-from ..models import frozen
 
 DEFAULTS = {"alpha0": None, "steps": 300, "lr": 0.05, "batch_size": 256, "seed": 0}
 PAPER_ALPHA0 = {"lenet5": 2.0, "vgg16": 0.05}  # the authors' priors
@@ -49,30 +49,28 @@ def label(params: dict) -> str:
 def compute(engine: Engine, layer: str, progress=None, alpha0: float = 2.0, steps: int = 300, lr: float = 0.05,
             batch_size: int = 256, seed: int = 0):
     units, n = engine.units(layer), len(engine.data)
-    engine.model.eval()
-    with torch.no_grad():
-        engine.activations(layer)  # the cached prefix must carry no autograd graph
     generator = torch.Generator().manual_seed(int(seed))
     p = torch.full((units,), -1.0, device=engine.device, requires_grad=True)  # softplus(-1): uniform start
     prior = Dirichlet(torch.full((units,), alpha0, device=engine.device))
     optimizer = torch.optim.Adam([p], lr=lr)
     labels = engine.data.labels.to(engine.device)
     likelihood, kl_curve = np.zeros(steps), np.zeros(steps)
-    with frozen(engine.model):
-        for step in range(steps):
-            index = torch.randperm(n, generator=generator)[:batch_size].to(engine.device) if batch_size < n \
-                else slice(None)
-            phi = F.softplus(p)
-            logits = engine.gated_logits(layer, phi / phi.sum(), index)
-            log_lik = -F.cross_entropy(logits, labels[index])
-            kl = kl_divergence(Dirichlet(phi), prior)
-            loss = -log_lik + kl / n
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            likelihood[step], kl_curve[step] = float(log_lik.detach()), float(kl.detach())
-            if progress and (step % 10 == 9 or step == steps - 1):
-                progress(step + 1, steps)
+    # gated_logits runs a frozen, eval-mode copy of the network from the no-grad prefix cache:
+    # the gradient reaches p only, and the shared model is never touched.
+    for step in range(steps):
+        index = torch.randperm(n, generator=generator)[:batch_size].to(engine.device) if batch_size < n \
+            else slice(None)
+        phi = F.softplus(p)
+        logits = engine.gated_logits(layer, phi / phi.sum(), index)
+        log_lik = -F.cross_entropy(logits, labels[index])
+        kl = kl_divergence(Dirichlet(phi), prior)
+        loss = -log_lik + kl / n
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        likelihood[step], kl_curve[step] = float(log_lik.detach()), float(kl.detach())
+        if progress and (step % 10 == 9 or step == steps - 1):
+            progress(step + 1, steps)
     with torch.no_grad():
         phi = F.softplus(p)
         mean = (phi / phi.sum()).cpu().numpy().astype(np.float64)
