@@ -22,6 +22,9 @@ from .am import AMResult, am_images, contact_sheet
 from .contributions import class_contributions, gamma_figure
 from .similarity import Clusters, Similarity, cluster_filters, pruning_selection, sd_figure, similarity_matrix
 from .rankings import Ranking, rank
+from . import plots  # noqa: E402,F401  the whole package loads at once: the app imports it before any page runs
+from .rankings import agreement, plots as _ranking_plots  # noqa: E402,F401
+from .curves import Curve, layer_curve
 
 
 def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
@@ -37,3 +40,4 @@ __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "
            "image_to_tensor", "pick_device",
            "am_images", "AMResult", "contact_sheet", "class_contributions", "gamma_figure", "similarity_matrix",
            "cluster_filters", "pruning_selection", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
+__all__ += ["Curve", "layer_curve"]
