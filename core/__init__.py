@@ -24,7 +24,8 @@ from .similarity import Clusters, Similarity, cluster_filters, pruning_selection
 from .rankings import Ranking, rank
 from . import plots  # noqa: E402,F401  the whole package loads at once: the app imports it before any page runs
 from .rankings import agreement, plots as _ranking_plots  # noqa: E402,F401
-from .curves import Curve, layer_curve
+from .curves import (Curve, CurveSet, RandomBand, Sensitivity, curve_set, curves_figure, layer_curve,
+                     network_curves, random_band, sensitivity_figure, sensitivity_grid, summarize)
 
 
 def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
@@ -40,4 +41,5 @@ __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "
            "image_to_tensor", "pick_device",
            "am_images", "AMResult", "contact_sheet", "class_contributions", "gamma_figure", "similarity_matrix",
            "cluster_filters", "pruning_selection", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
-__all__ += ["Curve", "layer_curve"]
+__all__ += ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "random_band", "curve_set",
+            "network_curves", "sensitivity_grid", "summarize", "curves_figure", "sensitivity_figure"]

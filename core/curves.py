@@ -43,21 +43,28 @@ class Curve:
     removed: list[list[int]]  # the units off at each point, in removal order
     direction: str = "least"
     method: str = ""
-    units: int = 0  # units in the layer
+    units: int = 0  # units in the layer (whole network: in all its prunable layers)
+    grid_rates: np.ndarray | None = None  # whole-network curves: the pruning rate of each point
+    masks: list[dict[str, list[int]]] | None = None  # whole-network curves: the units off per layer at each point
 
     @property
     def rates(self) -> np.ndarray:
-        """Fraction of the layer's units removed at each point."""
-        return self.counts / max(1, self.units)
+        """Fraction of the units removed at each point (whole network: the rate applied to every layer)."""
+        return self.grid_rates if self.grid_rates is not None else self.counts / max(1, self.units)
 
     def off(self, i: int) -> dict[str, list[int]]:
         """The mask of point ``i`` as an ``off`` mapping (for ``Engine.evaluate`` or the toggles page)."""
+        if self.masks is not None:
+            return {layer: sorted(units) for layer, units in self.masks[i].items()}
         return {self.layer: sorted(self.removed[i])}
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "method": self.method, "layer": self.layer, "direction": self.direction,
-                "units": self.units, "counts": self.counts.tolist(), "accuracy": self.accuracy.tolist(),
-                "loss": self.loss.tolist(), "removed": self.removed}
+        out = {"label": self.label, "method": self.method, "layer": self.layer, "direction": self.direction,
+               "units": self.units, "counts": self.counts.tolist(), "rates": self.rates.tolist(),
+               "accuracy": self.accuracy.tolist(), "loss": self.loss.tolist(), "removed": self.removed}
+        if self.masks is not None:
+            out["off"] = self.masks
+        return out
 
 
 def _scores(engine: Engine, layer: str, ranking: Ranking | np.ndarray) -> tuple[np.ndarray, str, str]:
@@ -155,3 +162,501 @@ def layer_curve(engine: Engine, layer: str, ranking: Ranking | np.ndarray, count
     order = removal_order(scores, direction)
     accuracy, loss, removed = _evaluate_orders(engine, layer, [order], counts)
     return Curve(label, layer, counts, accuracy[0], loss[0], removed[0], direction, method, len(scores))
+
+
+# --- random band, several methods at once ---------------------------------------------------------
+
+
+@dataclass
+class RandomBand:
+    """Curves of ``len(seeds)`` seeded random removal orders; the band is min-max over seeds."""
+
+    layer: str
+    counts: np.ndarray
+    seeds: list[int]
+    accuracy: np.ndarray  # (seeds, points)
+    loss: np.ndarray
+    removed: list[list[list[int]]]  # [seed][point] -> units off
+    direction: str = "least"
+    units: int = 0
+    grid_rates: np.ndarray | None = None  # whole-network curves: the rate of each point
+    masks: list[list[dict[str, list[int]]]] | None = None  # whole-network curves: [seed][point] -> off mapping
+
+    @property
+    def label(self) -> str:
+        return f"Random (mean of {len(self.seeds)} seeds)"
+
+    @property
+    def rates(self) -> np.ndarray:
+        return self.grid_rates if self.grid_rates is not None else self.counts / max(1, self.units)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.accuracy.mean(0)
+
+    @property
+    def std(self) -> np.ndarray:
+        return self.accuracy.std(0)
+
+    @property
+    def lo(self) -> np.ndarray:
+        """Lower edge of the band: the worst seed at each point."""
+        return self.accuracy.min(0)
+
+    @property
+    def hi(self) -> np.ndarray:
+        """Upper edge of the band: the best seed at each point."""
+        return self.accuracy.max(0)
+
+    def curve(self, i: int) -> Curve:
+        """The curve of the i-th seed."""
+        return Curve(f"Random (seed {self.seeds[i]})", self.layer, self.counts, self.accuracy[i], self.loss[i],
+                     self.removed[i], self.direction, "random", self.units, self.grid_rates,
+                     None if self.masks is None else self.masks[i])
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "layer": self.layer, "direction": self.direction, "seeds": self.seeds,
+                "band": "min-max over seeds", "counts": self.counts.tolist(), "rates": self.rates.tolist(),
+                "accuracy": self.accuracy.tolist(), "loss": self.loss.tolist(), "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "lo": self.lo.tolist(), "hi": self.hi.tolist()}
+
+
+def check_seeds(seeds: int) -> int:
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)):
+        raise ValueError(f"the number of random seeds must be a whole number (got {seeds!r})")
+    if not MIN_SEEDS <= seeds <= MAX_SEEDS:
+        raise ValueError(f"the number of random seeds must be between {MIN_SEEDS} and {MAX_SEEDS} (got {seeds}): "
+                         f"at least {MIN_SEEDS} so the band shows chance, at most {MAX_SEEDS} to stay fast")
+    return int(seeds)
+
+
+def random_scores(units: int, seed: int) -> np.ndarray:
+    """The scores of ``core.rank(..., method="random", seed=seed)``: seed s of the band is that ranking."""
+    return np.random.default_rng(int(seed)).random(units)
+
+
+def random_band(engine: Engine, layer: str, seeds: int = 5, counts: Sequence[int] | None = None,
+                direction: str = "least", first_seed: int = 0) -> RandomBand:
+    """``seeds`` random removal orders (seeds first_seed, first_seed+1, ...), all in one batched call."""
+    band, = _layer_curves(engine, layer, [], seeds, counts, direction, first_seed)[1:]
+    return band
+
+
+def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.ndarray], seeds: int,
+                  counts: Sequence[int] | None, direction: str, first_seed: int = 0) -> tuple[list[Curve], RandomBand]:
+    """Curves of every ranking plus the random band: every mask of every order in ONE engine call."""
+    seeds = check_seeds(seeds)
+    units = engine.units(layer)
+    counts = check_counts(counts, units)
+    resolved = [_scores(engine, layer, r) for r in rankings]
+    orders = [removal_order(scores, direction) for scores, _, _ in resolved]
+    seed_list = list(range(first_seed, first_seed + seeds))
+    orders += [removal_order(random_scores(units, s), direction) for s in seed_list]
+    accuracy, loss, removed = _evaluate_orders(engine, layer, orders, counts)
+    k = len(resolved)
+    curves = [Curve(label, layer, counts, accuracy[i], loss[i], removed[i], direction, method, units)
+              for i, (_, label, method) in enumerate(resolved)]
+    band = RandomBand(layer, counts, seed_list, accuracy[k:], loss[k:], removed[k:], direction, units)
+    return curves, band
+
+
+@dataclass
+class CurveSet:
+    """Curves of several rankings of one layer (or of the whole network) and the random band."""
+
+    layer: str  # a layer name, or ALL_LAYERS
+    direction: str
+    curves: list[Curve]
+    random: RandomBand
+    full_accuracy: float
+    units: int  # units in the layer (whole network: in all prunable layers)
+    split: str = ""
+
+    @property
+    def whole_network(self) -> bool:
+        return self.layer == ALL_LAYERS
+
+    def get(self, label: str) -> Curve:
+        for curve in self.curves:
+            if curve.label == label:
+                return curve
+        if label.startswith("Random (seed "):
+            seed = int(label[len("Random (seed "):-1])
+            if seed in self.random.seeds:
+                return self.random.curve(self.random.seeds.index(seed))
+        raise KeyError(f"no curve {label!r}; the curves are: {', '.join(c.label for c in self.curves)}")
+
+    def summary(self, tolerance: float = 0.01) -> "pd.DataFrame":
+        """One row per method (and the random mean): see ``summarize``."""
+        return summarize(self, tolerance)
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "direction": self.direction, "split": self.split, "units": self.units,
+                "full_accuracy": self.full_accuracy, "curves": [c.to_dict() for c in self.curves],
+                "random": self.random.to_dict(),
+                "summary": self.summary().to_dict(orient="records")}
+
+    def to_frame(self) -> "pd.DataFrame":
+        """Long table, one row per (curve, point): for CSV export."""
+        import pandas as pd
+
+        rows = []
+        for curve in [*self.curves, *(self.random.curve(i) for i in range(len(self.random.seeds)))]:
+            for i in range(len(curve.counts)):
+                rows.append({"layer": self.layer, "direction": self.direction, "method": curve.method,
+                             "label": curve.label, "removed": int(curve.counts[i]), "rate": float(curve.rates[i]),
+                             "accuracy": float(curve.accuracy[i]), "loss": float(curve.loss[i]),
+                             "units_off": _describe_off(curve.off(i))})
+        for i in range(len(self.random.counts)):
+            for name, values in (("mean", self.random.mean), ("min", self.random.lo), ("max", self.random.hi)):
+                rows.append({"layer": self.layer, "direction": self.direction, "method": "random",
+                             "label": f"Random {name} of {len(self.random.seeds)} seeds",
+                             "removed": int(self.random.counts[i]), "rate": float(self.random.rates[i]),
+                             "accuracy": float(values[i]), "loss": float("nan"), "units_off": ""})
+        return pd.DataFrame(rows)
+
+
+ALL_LAYERS = "all layers"
+
+
+def _describe_off(off: Mapping[str, Sequence[int]]) -> str:
+    return "; ".join(f"{layer}: {' '.join(map(str, units))}" for layer, units in off.items() if len(units))
+
+
+def resolve_methods(engine: Engine, layer: str, methods: Sequence[str | Ranking], params: Mapping[str, dict] | None = None,
+                    rank_engine: Engine | None = None, progress: Progress | None = None) -> list[Ranking]:
+    """Rankings of ``layer`` for each entry of ``methods``: a Ranking is used as given, a method name
+    is computed with ``core.rank`` (on ``rank_engine``'s data, default the engine's; disk-cached).
+    ``"random"`` is skipped: the random band is always drawn."""
+    from .rankings import METHODS, rank
+
+    methods = list(methods)
+    names = [m for m in methods if isinstance(m, str)]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown ranking method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    informed = [m for m in methods if not (isinstance(m, str) and m == "random")]
+    if not informed:
+        raise ValueError("no ranking methods given: name at least one besides random (e.g. l1); "
+                         "the random band is always drawn")
+    rank_engine = rank_engine or engine
+    params = dict(params or {})
+    unused = sorted(set(params) - set(names))
+    if unused:
+        raise ValueError(f"parameters given for {unused[0]!r}, which is not among the methods")
+    out: list[Ranking] = []
+    for number, method in enumerate(informed):
+        if isinstance(method, Ranking):
+            ranking = method
+        else:
+            def report(done: int, total: int, number=number) -> None:
+                if progress:
+                    progress(number * 1000 + int(1000 * min(1.0, done / max(1, total))), len(informed) * 1000)
+            ranking = rank(rank_engine.model, rank_engine.data, layer, method, progress=report,
+                           engine=rank_engine, **params.get(method, {}))
+        if ranking.label not in [r.label for r in out]:
+            out.append(ranking)
+    if progress:
+        progress(len(informed) * 1000, len(informed) * 1000)
+    return out
+
+
+def curve_set(engine: Engine, layer: str, methods: Sequence[str | Ranking], seeds: int = 5,
+              counts: Sequence[int] | None = None, direction: str = "least", params: Mapping[str, dict] | None = None,
+              rank_engine: Engine | None = None, progress: Progress | None = None) -> CurveSet:
+    """Layer curves of several rankings plus a random band of ``seeds`` seeds (min-max), evaluated on
+    ``engine``'s data in one batched call. ``methods``: Rankings of ``layer`` and/or method names
+    (computed on ``rank_engine``'s data, e.g. the validation split, with ``params[name]``)."""
+    check_seeds(seeds)
+    check_counts(counts, engine.units(layer))
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'least' or 'most' (got {direction!r})")
+    rankings = resolve_methods(engine, layer, methods, params, rank_engine, progress)
+    curves, band = _layer_curves(engine, layer, rankings, seeds, counts, direction)
+    return CurveSet(layer, direction, curves, band, engine.evaluate().accuracy, engine.units(layer),
+                    engine.data.split)
+
+
+# --- whole network (paper B Fig. 5) and the sensitivity grid (paper B Fig. 4) --------------------------
+
+NETWORK_RATES = tuple(round(0.1 * i, 1) for i in range(10))  # 0, 0.1, ..., 0.9
+GRID_RATES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # 0.1, ..., 0.9
+
+
+def layer_rankings(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]], layers: Sequence[str] | None = None,
+                   params: Mapping[str, dict] | None = None, rank_engine: Engine | None = None,
+                   progress: Progress | None = None) -> list[dict[str, Ranking]]:
+    """For each method (a name, or a mapping layer -> Ranking), its Ranking of every layer in ``layers``
+    (default: every prunable layer). Names are computed with ``core.rank`` on ``rank_engine``'s data
+    (disk-cached); ``"random"`` is skipped (the band is always drawn)."""
+    layers = _check_layers(engine, layers)
+    informed = [m for m in methods if not (isinstance(m, str) and m == "random")]
+    for method in informed:
+        if not isinstance(method, str):
+            missing = [layer for layer in layers if layer not in method]
+            if missing:
+                raise ValueError(f"the rankings given have no ranking of {missing[0]}")
+    total = len(layers) * max(1, len(informed))
+    out: list[dict[str, Ranking]] = [{} for _ in informed]
+    for j, layer in enumerate(layers):
+        entries = [m if isinstance(m, str) else m[layer] for m in informed] or methods
+
+        def report(done: int, count: int, j=j) -> None:
+            if progress:
+                progress(int(j * len(informed) + len(informed) * done / max(1, count)), total)
+        rankings = resolve_methods(engine, layer, entries, params, rank_engine, report)
+        if len(rankings) != len(informed):
+            raise ValueError("the same ranking is listed twice")
+        for i, ranking in enumerate(rankings):
+            out[i][layer] = ranking
+    return out
+
+
+def _check_layers(engine: Engine, layers: Sequence[str] | None) -> list[str]:
+    layers = list(engine.layers if layers is None else layers)
+    if not layers:
+        raise ValueError("no layers given")
+    for layer in layers:
+        engine.units(layer)  # validates the name
+    return layers
+
+
+def _network_off(orders: Mapping[str, np.ndarray], rate: float) -> dict[str, list[int]]:
+    return {layer: [int(u) for u in order[:int(round(rate * len(order)))]] for layer, order in orders.items()}
+
+
+def network_curves(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]], rates: Sequence[float] = NETWORK_RATES,
+                   seeds: int = 5, direction: str = "least", layers: Sequence[str] | None = None,
+                   params: Mapping[str, dict] | None = None, rank_engine: Engine | None = None,
+                   progress: Progress | None = None) -> CurveSet:
+    """Paper B Fig. 5: every layer in ``layers`` (default all prunable layers) pruned at the same rate
+    at once, by each method's ranking of that layer; plus ``seeds`` random orders per layer (min-max band).
+
+    Each point masks several layers at once and is evaluated with ``Engine.evaluate(off)``.
+    ``rates`` in [0, 1): rate r removes round(r * N) units of every layer of N units."""
+    seeds = check_seeds(seeds)
+    rates = check_rates(rates)
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'least' or 'most' (got {direction!r})")
+    layers = _check_layers(engine, layers)
+    if not [m for m in methods if not (isinstance(m, str) and m == "random")]:
+        raise ValueError("no ranking methods given: name at least one besides random (e.g. l1); "
+                         "the random band is always drawn")
+    n_methods = len([m for m in methods if not (isinstance(m, str) and m == "random")])
+    n_evals = (n_methods + seeds) * len(rates)
+    weight = len(layers) * n_methods  # ranking steps count as one evaluation each in the progress
+
+    def rank_progress(done: int, total: int) -> None:
+        if progress:
+            progress(int(weight * done / max(1, total)), weight + n_evals)
+    per_layer = layer_rankings(engine, methods, layers, params, rank_engine, rank_progress)
+    units = {layer: engine.units(layer) for layer in layers}
+    seed_list = list(range(seeds))
+    order_sets = [(r[layers[0]].label, r[layers[0]].method, {l: removal_order(r[l].scores, direction) for l in layers})
+                  for r in per_layer]
+    order_sets += [(f"Random (seed {s})", "random",
+                    {l: removal_order(random_scores(units[l], s), direction) for l in layers}) for s in seed_list]
+    done = 0
+    results = []
+    for label, method, orders in order_sets:
+        masks = [_network_off(orders, rate) for rate in rates]
+        evaluated = []
+        for off in masks:
+            evaluated.append(engine.evaluate(off))
+            done += 1
+            if progress:
+                progress(weight + done, weight + n_evals)
+        counts = np.array([sum(len(v) for v in off.values()) for off in masks])
+        results.append((label, method, masks, counts, np.array([r.accuracy for r in evaluated]),
+                        np.array([r.loss for r in evaluated])))
+    total_units = sum(units.values())
+    curves = [Curve(label, ALL_LAYERS, counts, acc, loss, [[] for _ in masks], direction, method, total_units,
+                    rates, masks) for label, method, masks, counts, acc, loss in results[:n_methods]]
+    random_part = results[n_methods:]
+    band = RandomBand(ALL_LAYERS, random_part[0][3], seed_list, np.stack([r[4] for r in random_part]),
+                      np.stack([r[5] for r in random_part]), [[[] for _ in rates] for _ in seed_list], direction,
+                      total_units, rates, [r[2] for r in random_part])
+    return CurveSet(ALL_LAYERS, direction, curves, band, engine.evaluate().accuracy, total_units, engine.data.split)
+
+
+@dataclass
+class Sensitivity:
+    """Paper B Fig. 4: accuracy with ONE layer pruned at each rate (the others intact), per method.
+
+    ``accuracy[m, l, r]``: method ``labels[m]``, layer ``layers[l]``, rate ``rates[r]``; the last
+    method is random, averaged over ``seeds`` seeds."""
+
+    labels: list[str]
+    layers: list[str]
+    rates: np.ndarray
+    accuracy: np.ndarray
+    full_accuracy: float
+    seeds: int
+    direction: str = "least"
+
+    def grid(self, label: str) -> np.ndarray:
+        """(layers, rates) accuracy of one method."""
+        if label not in self.labels:
+            raise KeyError(f"no method {label!r}; the methods are: {', '.join(self.labels)}")
+        return self.accuracy[self.labels.index(label)]
+
+    def to_dict(self) -> dict:
+        return {"labels": self.labels, "layers": self.layers, "rates": self.rates.tolist(),
+                "accuracy": self.accuracy.tolist(), "full_accuracy": self.full_accuracy, "seeds": self.seeds,
+                "direction": self.direction}
+
+
+def sensitivity_grid(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]], rates: Sequence[float] = GRID_RATES,
+                     seeds: int = 5, layers: Sequence[str] | None = None, direction: str = "least",
+                     params: Mapping[str, dict] | None = None, rank_engine: Engine | None = None,
+                     progress: Progress | None = None) -> Sensitivity:
+    """Layers x rates -> accuracy with only that layer pruned, for each method and random (mean of
+    ``seeds``); one batched engine call per layer (every method, seed and rate stacked)."""
+    seeds = check_seeds(seeds)
+    rates = check_rates(rates)
+    layers = _check_layers(engine, layers)
+    per_layer = layer_rankings(engine, methods, layers, params, rank_engine,
+                               (lambda d, t: progress(d, t + len(layers))) if progress else None)
+    labels = [r[layers[0]].label for r in per_layer] + [f"Random (mean of {seeds} seeds)"]
+    accuracy = np.zeros((len(labels), len(layers), len(rates)))
+    for j, layer in enumerate(layers):
+        counts = counts_for_rates(engine.units(layer), rates)
+        curves, band = _layer_curves(engine, layer, [r[layer] for r in per_layer], seeds, counts, direction)
+        for i, curve in enumerate(curves):
+            accuracy[i, j] = curve.accuracy
+        accuracy[-1, j] = band.mean
+        if progress:
+            done = len(layers) * len(per_layer)
+            progress(done + j + 1, done + len(layers))
+    return Sensitivity(labels, layers, rates, accuracy, engine.evaluate().accuracy, seeds, direction)
+
+
+# --- summary ------------------------------------------------------------------------------------------
+
+
+def _area(rates: np.ndarray, accuracy: np.ndarray) -> float:
+    """Mean accuracy over the range of rates covered (area under the curve / width of the range)."""
+    if len(rates) < 2 or rates[-1] == rates[0]:
+        return float(accuracy.mean())
+    order = np.argsort(rates, kind="stable")
+    x, y = rates[order], accuracy[order]
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
+
+
+def _within(rates: np.ndarray, accuracy: np.ndarray, full: float, tolerance: float) -> float:
+    """The largest rate up to which every point stays within ``tolerance`` of the full model's accuracy."""
+    order = np.argsort(rates, kind="stable")
+    best = np.nan
+    for i in order:
+        if accuracy[i] < full - tolerance - 1e-12:
+            break
+        best = rates[i]
+    return float(best)
+
+
+def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
+    """One row per method plus the random mean, a table a reader can quote:
+
+    * ``area``: mean accuracy over the rates covered (area under the curve, rate axis scaled to 1);
+    * ``max rate within 1 pt``: the largest rate before the curve first drops more than ``tolerance``
+      (0.01 = 1 point) below the full model (``units``: how many units that is, for a layer);
+    * ``above band`` / ``below band``: points strictly above the best / below the worst random seed;
+    * ``first above band``: the smallest rate where the curve rises above the random band;
+    * ``vs L1``: points above / below the L1 curve (when L1 is among the curves)."""
+    import pandas as pd
+
+    band = curves.random
+    l1 = next((c for c in curves.curves if c.method == "l1"), None)
+    rows = []
+    for curve in [*curves.curves, None]:
+        rates = band.rates if curve is None else curve.rates
+        accuracy = band.mean if curve is None else curve.accuracy
+        row = {"method": band.label if curve is None else curve.label,
+               "area": _area(rates, accuracy),
+               f"max rate within {tolerance * 100:g} pt": _within(rates, accuracy, curves.full_accuracy, tolerance)}
+        if not curves.whole_network:
+            counts = band.counts if curve is None else curve.counts
+            ok = row[f"max rate within {tolerance * 100:g} pt"]
+            row["units"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
+        above = accuracy > band.hi + 1e-12
+        below = accuracy < band.lo - 1e-12
+        row["above band"] = f"{int(above.sum())}/{len(accuracy)}" if curve is not None else ""
+        row["below band"] = f"{int(below.sum())}/{len(accuracy)}" if curve is not None else ""
+        row["first above band"] = float(rates[np.argmax(above)]) if curve is not None and above.any() else np.nan
+        if l1 is not None:
+            if curve is None or curve is l1:
+                row["vs L1 (above/below)"] = ""
+            else:
+                row["vs L1 (above/below)"] = (f"{int((curve.accuracy > l1.accuracy + 1e-12).sum())}/"
+                                              f"{int((curve.accuracy < l1.accuracy - 1e-12).sum())}")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- plotly figures -----------------------------------------------------------------------------------
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def _hover(curve: Curve, i: int, limit: int = 40) -> str:
+    off = curve.off(i)
+    if curve.masks is not None:
+        return "<br>".join(f"{layer}: {len(units)} off" for layer, units in off.items()) or "none"
+    units = [str(u) for u in curve.removed[i]]  # removal order
+    return (" ".join(units[:limit]) + (f" … (+{len(units) - limit})" if len(units) > limit else "")) or "none"
+
+
+def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str | None = None) -> "go.Figure":
+    """Accuracy vs units removed (a layer) or pruning rate (whole network): one line per method, the
+    random band (min-max over seeds) shaded with its mean dashed; ``mirror`` adds the
+    most-important-first curves dotted. Hover shows the units removed at each point; each point's
+    ``customdata`` is [label, point index] (the page uses it to carry a mask to the toggles page)."""
+    import plotly.graph_objects as go
+
+    network = curves.whole_network
+    band = curves.random
+    x_of = (lambda c: c.rates * 100) if network else (lambda c: c.counts)
+    fig = go.Figure()
+    fig.add_scatter(x=x_of(band), y=band.hi * 100, mode="lines", line=dict(width=0), showlegend=False,
+                    hoverinfo="skip", name="random max")
+    fig.add_scatter(x=x_of(band), y=band.lo * 100, mode="lines", line=dict(width=0), fill="tonexty",
+                    fillcolor="rgba(120,120,120,0.25)", name=f"random band (min-max of {len(band.seeds)} seeds)",
+                    hoverinfo="skip")
+    fig.add_scatter(x=x_of(band), y=band.mean * 100, mode="lines", line=dict(color="#666", dash="dash"),
+                    name=band.label, hovertemplate="random mean: %{y:.2f}%<extra></extra>")
+    for number, (group, dash) in enumerate(((curves, None), (mirror, "dot"))):
+        if group is None:
+            continue
+        for i, curve in enumerate(group.curves):
+            suffix = " (most important first)" if group.direction == "most" and mirror is not None else ""
+            fig.add_scatter(
+                x=x_of(curve), y=curve.accuracy * 100, mode="lines+markers", name=curve.label + suffix,
+                line=dict(color=COLORS[i % len(COLORS)], dash=dash), marker=dict(size=5),
+                customdata=[[curve.label, p, _hover(curve, p)] for p in range(len(curve.counts))],
+                hovertemplate=(f"<b>{curve.label}{suffix}</b><br>"
+                               + ("rate %{x:.0f}%" if network else "%{x} removed")
+                               + ": %{y:.2f}%<br>off: %{customdata[2]}<extra></extra>"))
+    fig.add_hline(y=curves.full_accuracy * 100, line=dict(color="#999", width=1, dash="dot"),
+                  annotation_text="full model", annotation_position="bottom left")
+    what = "least important first" if curves.direction == "least" else "most important first"
+    fig.update_layout(
+        title=title or (f"Pruning curves — {curves.layer} ({what}, no retraining)"),
+        xaxis_title="pruning rate of every layer (%)" if network else f"units removed (of {curves.units})",
+        yaxis=dict(title="accuracy (%)", range=[0, 101]), height=440, hovermode="closest",
+        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.18))
+    return fig
+
+
+def sensitivity_figure(sensitivity: Sensitivity, label: str) -> "go.Figure":
+    """Paper B Fig. 4 as a heatmap: layers x pruning rate -> accuracy (%) with only that layer pruned."""
+    import plotly.graph_objects as go
+
+    grid = sensitivity.grid(label) * 100
+    fig = go.Figure(go.Heatmap(
+        z=grid, x=[f"{r * 100:.0f}%" for r in sensitivity.rates], y=sensitivity.layers, zmin=0, zmax=100,
+        colorscale="Viridis", colorbar=dict(title="accuracy %"), text=np.round(grid, 1), texttemplate="%{text}",
+        hovertemplate="%{y} at %{x}: %{z:.2f}%<extra></extra>"))
+    fig.update_layout(title=f"Sensitivity — {label} (one layer pruned at a time)", xaxis_title="pruning rate",
+                      yaxis=dict(title="layer", autorange="reversed"), height=120 + 40 * len(sensitivity.layers),
+                      margin=dict(l=10, r=10, t=50, b=10))
+    return fig
