@@ -2,9 +2,27 @@
 
 Every page calls ``ui.state.selection()`` first: it draws the shared sidebar (model, dataset, layer).
 """
+import sys
+
 import streamlit as st
 
 st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=":material/neurology:", layout="wide")
+
+# The library is imported here, whole, before any page runs, and by a plain top-level ``import core``
+# (as the first import of our code in every page too). Streamlit's fast reruns start a new script
+# thread while the last one still runs; a thread that imports a submodule (``from core.x import y``)
+# first takes that submodule's import lock and then the half-loaded parent, the opposite order of a
+# thread loading ``core`` itself, and Python resolves the deadlock with a half-initialized module that
+# stays broken for every session. A plain ``import core`` waits until the package is complete.
+starting = st.empty()
+if "ui.rankings" not in sys.modules:  # the first visit to a fresh server: torch takes seconds to load
+    starting.info("Starting the explorer: loading PyTorch and the model (a few seconds, once per server)…",
+                  icon=":material/hourglass_top:")
+import core  # noqa: E402,F401
+import ui.rankings  # noqa: E402,F401
+import ui.state  # noqa: E402,F401
+
+starting.empty()
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),

@@ -23,7 +23,7 @@ from .contributions import class_contributions, gamma_figure
 from .similarity import Clusters, Similarity, cluster_filters, pruning_selection, sd_figure, similarity_matrix
 from .rankings import Ranking, rank
 from . import plots  # noqa: E402,F401  the whole package loads at once: the app imports it before any page runs
-from .rankings import agreement, plots as _ranking_plots  # noqa: E402,F401
+from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: E402,F401
 from .curves import (Curve, CurveSet, RandomBand, Sensitivity, curve_set, curves_figure, layer_curve,
                      network_curves, random_band, sensitivity_figure, sensitivity_grid, summarize)
 

@@ -2,6 +2,7 @@
 import streamlit as st
 from PIL import Image, UnidentifiedImageError
 
+import core  # first: loads the whole library at once (see explorer.py)
 from core.data import image_to_tensor
 from core.rankings.plots import feature_map_grid, feature_maps
 from ui.rankings import known_rankings

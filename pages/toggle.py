@@ -1,6 +1,7 @@
 """Live toggles: switch units of the chosen layer off and watch accuracy change."""
 import streamlit as st
 
+import core  # first: loads the whole library at once (see explorer.py)
 from core.plots import confusion_figure, heat_thumbnails, per_class_figure
 from ui.rankings import known_rankings
 from ui.state import Selection, friendly_errors, selection

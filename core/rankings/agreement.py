@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from scipy.stats import hypergeom, kendalltau, spearmanr
 
-from . import Ranking
+if TYPE_CHECKING:  # a runtime import of the package would be a cycle (two app threads import at once)
+    from . import Ranking
 
 METRICS = ("overlap", "spearman", "kendall")
 
@@ -30,7 +31,7 @@ class Overlap:
 
 
 def _scores(ranking: Ranking | np.ndarray) -> np.ndarray:
-    return np.asarray(ranking.scores if isinstance(ranking, Ranking) else ranking, dtype=np.float64)
+    return np.asarray(getattr(ranking, "scores", ranking), dtype=np.float64)
 
 
 def _top(scores: np.ndarray, k: int) -> list[int]:

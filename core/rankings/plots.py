@@ -1,12 +1,15 @@
 """Plotly figures of rankings (the app shows them; notebooks can too)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
-from . import Ranking
+if TYPE_CHECKING:  # a runtime import of the package would be a cycle (two app threads import at once)
+    from . import Ranking
 
 
 def scores_bar(ranking: Ranking, z: float = 1.96) -> go.Figure:
