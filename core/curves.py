@@ -55,7 +55,7 @@ class Curve:
     def off(self, i: int) -> dict[str, list[int]]:
         """The mask of point ``i`` as an ``off`` mapping (for ``Engine.evaluate`` or the toggles page)."""
         if self.masks is not None:
-            return {layer: sorted(units) for layer, units in self.masks[i].items()}
+            return {layer: sorted(units) for layer, units in self.masks[i].items() if len(units)}
         return {self.layer: sorted(self.removed[i])}
 
     def to_dict(self) -> dict:
@@ -294,7 +294,8 @@ class CurveSet:
         return {"layer": self.layer, "direction": self.direction, "split": self.split, "units": self.units,
                 "full_accuracy": self.full_accuracy, "curves": [c.to_dict() for c in self.curves],
                 "random": self.random.to_dict(),
-                "summary": self.summary().to_dict(orient="records")}
+                "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                            for row in self.summary().to_dict(orient="records")]}
 
     def to_frame(self) -> "pd.DataFrame":
         """Long table, one row per (curve, point): for CSV export."""
@@ -331,6 +332,8 @@ def resolve_methods(engine: Engine, layer: str, methods: Sequence[str | Ranking]
     from .rankings import METHODS, rank
 
     methods = list(methods)
+    if any(not isinstance(m, (str, Ranking)) and isinstance(m, Mapping) for m in methods):
+        raise ValueError("a mapping of rankings per layer is for whole-network curves; give this layer's Ranking")
     names = [m for m in methods if isinstance(m, str)]
     unknown = [m for m in names if m not in METHODS]
     if unknown:
@@ -348,6 +351,9 @@ def resolve_methods(engine: Engine, layer: str, methods: Sequence[str | Ranking]
     for number, method in enumerate(informed):
         if isinstance(method, Ranking):
             ranking = method
+        elif not isinstance(method, str):  # a plain score array
+            scores, label, _ = _scores(engine, layer, method)
+            ranking = Ranking(layer, "scores", {}, scores, label=label)
         else:
             def report(done: int, total: int, number=number) -> None:
                 if progress:
