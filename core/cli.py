@@ -192,12 +192,6 @@ def _clusters_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=256, help="AM optimization steps (default 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=None, help="also list the units this pruning rate (0-1) removes")
-    parser.add_argument("--gamma", choices=("gate", "paper"), default="gate",
-                        help="class contributions: d/d(gate on the whole activation) (default) or paper B's "
-                             "literal mean dP/dA")
-    parser.add_argument("--combine", choices=("sum", "product"), default="sum",
-                        help="SD = AM distance + gamma distance (paper B's text, default) or their product "
-                             "(its printed Eq. 3)")
     parser.add_argument("--json", action="store_true")
 
 
@@ -214,13 +208,11 @@ def clusters(args: argparse.Namespace) -> int:
         raise ValueError(f"--rate must be between 0 and 1 (got {args.rate})")
     with progress_bar(f"AM {args.layer}", "step") as progress:
         am_images(model, args.layer, steps=args.steps, seed=args.seed, progress=progress)
-    similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine,
-                                   gamma_definition=args.gamma, combine=args.combine)
+    similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine)
     with progress_bar("k-means over k", "k") as progress:
         result = cluster_filters(model, data, args.layer, args.steps, args.seed, similarity=similarity,
                                  engine=engine, progress=progress)
-    payload = {**result.to_dict(), "gamma_definition": similarity.gamma_definition, "combine": similarity.combine,
-               "dead": [int(u) for u in (similarity.dead.nonzero()[0] if similarity.dead is not None else [])]}
+    payload = result.to_dict()
     if args.rate is not None:
         payload["rate"], payload["pruned"] = args.rate, pruning_selection(result, args.rate)
     rows = "\n".join(f"  cluster {c}: {' '.join(map(str, m))}{'  (locked)' if len(m) == 1 else ''}"
@@ -244,14 +236,8 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None,
                         help="sampled shapley: stop early once the top K units are separated")
     parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None, help="shapley payoff")
-    parser.add_argument("--truncation", type=float, default=None, metavar="TOL",
-                        help="sampled shapley: stop a permutation once the coalition is within TOL of v(all) (TMC)")
-    parser.add_argument("--no-antithetic", action="store_true",
-                        help="sampled shapley: independent permutations instead of antithetic pairs")
     parser.add_argument("--alpha0", type=float, default=None, help="switches: Dirichlet prior (default: paper's)")
-    parser.add_argument("--epochs", type=int, default=None, help="switches: passes over the training split (300)")
-    parser.add_argument("--switch-split", choices=("train", "val"), default=None,
-                        help="switches: split they learn on (default train, as paper A; accuracy is on --split)")
+    parser.add_argument("--steps", type=int, default=None, help="switches: optimizer steps")
     parser.add_argument("--seed", type=int, default=None, help="seed (sampled shapley, switches, random)")
     parser.add_argument("--no-cache", action="store_true", help="recompute even if a cached ranking exists")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
@@ -259,8 +245,8 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
 
 def _rank_params(args: argparse.Namespace) -> dict:
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
-                    "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic}
-    switch_only = {"--alpha0": args.alpha0, "--epochs": args.epochs, "--switch-split": args.switch_split}
+                    "--payoff": args.payoff}
+    switch_only = {"--alpha0": args.alpha0, "--steps": args.steps}
     for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
         given = [flag for flag, value in flags.items() if value not in (None, False)]
         if given and args.method != method:
@@ -269,13 +255,8 @@ def _rank_params(args: argparse.Namespace) -> dict:
     if args.method == "shapley":
         params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else "sampled"
         params.update({k: v for k, v in (("samples", args.samples), ("k", args.k), ("top_k", args.top_k),
-                                         ("payoff", args.payoff), ("truncation", args.truncation)) if v is not None})
-        if args.no_antithetic:
-            params["antithetic"] = False
-        if params["estimator"] != "sampled" and (args.truncation is not None or args.no_antithetic):
-            raise ValueError("--truncation and --no-antithetic apply to sampled shapley only")
-    params.update({k: v for k, v in (("alpha0", args.alpha0), ("epochs", args.epochs),
-                                     ("split", args.switch_split)) if v is not None})
+                                         ("payoff", args.payoff)) if v is not None})
+    params.update({k: v for k, v in (("alpha0", args.alpha0), ("steps", args.steps)) if v is not None})
     if args.seed is not None:
         if args.method not in ("shapley", "switches", "random"):
             raise ValueError(f"--seed applies to shapley, switches and random, not {args.method}")
@@ -290,13 +271,8 @@ def rank_units(args: argparse.Namespace) -> int:
 
     params = _rank_params(args)
     model, data = load(args)
-    train = None
-    if args.method == "switches" and params.get("split", "train") == "train":  # paper A: the training split
-        input_shape = model.meta.input_shape if data.name == "imagefolder" else None
-        train = load_dataset(data.name, "train", args.data_root, args.download, input_shape)
     with progress_bar(f"{args.method} {args.layer}") as progress:
-        ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache,
-                       train=train, **params)
+        ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache, **params)
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:
@@ -413,96 +389,6 @@ def curve(args: argparse.Namespace) -> int:
             lines.append(f"  {label}  (rates {' '.join(f'{r:g}' for r in grid.rates)})\n{rows}")
     lines += [f"written to {path}" for path in (args.json, args.csv) if path]
     print("\n".join(lines))
-    return 0
-
-
-# --- compress (plan, prune, fine-tune, export) ----------------------------------------------------
-
-def _compress_args(parser: argparse.ArgumentParser) -> None:
-    from .rankings import METHODS
-    from .train import RECIPES
-
-    _common(parser, split="test")
-    rule = parser.add_mutually_exclusive_group(required=True)
-    rule.add_argument("--plan", metavar="WIDTHS", help="kept units per layer, e.g. 5-7-45-20 (LeNet-5)")
-    rule.add_argument("--pr", type=float, help="paper B: tolerated accuracy drop per layer, in points (e.g. 0.5)")
-    rule.add_argument("--flops", type=float, help="keep this share of the FLOPs (0-1), least important units first")
-    rule.add_argument("--params", type=float, help="keep this share of the parameters (0-1)")
-    parser.add_argument("--method", default="l1", choices=list(METHODS), help="ranking that picks the units")
-    parser.add_argument("--samples", type=int, default=None, help="shapley: sampled permutations per layer")
-    parser.add_argument("--seed", type=int, default=None, help="seed of random / shapley / switches")
-    parser.add_argument("--cluster-aware", action="store_true",
-                        help="paper B: units go by cluster share and contribution index (locked units stay)")
-    parser.add_argument("--empty-clusters", action="store_true", help="cluster-aware: allow emptying whole clusters")
-    parser.add_argument("--am-steps", type=int, default=256, help="cluster-aware: AM steps for the similarity")
-    parser.add_argument("--recipe", default="paper-a", choices=list(RECIPES) + ["none"],
-                        help="fine-tuning preset (none: prune only)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the recipe's)")
-    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the recipe's)")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--out", default=None, help="write the compressed model as a checkpoint here")
-    parser.add_argument("--onnx", default=None, help="also export ONNX here (checked with onnxruntime)")
-    parser.add_argument("--json", metavar="REPORT.json", default=None, help="write the plan and report here")
-
-
-@command("compress", _compress_args)
-def compress(args: argparse.Namespace) -> int:
-    """Plan, prune, fine-tune and export a smaller model (paper A Table 2, paper B hierarchical pruning)."""
-    from . import compress as plans
-    from .export import export_checkpoint, export_onnx
-    from .report import compress_model, report_markdown
-    from .train import make_recipe
-
-    if args.pr is not None and args.pr < 0:
-        raise ValueError(f"--pr is a tolerated accuracy drop in points and cannot be negative (got {args.pr})")
-    share = args.flops if args.flops is not None else args.params
-    if share is not None and not 0 < share <= 1:
-        raise ValueError(f"--{'flops' if args.flops is not None else 'params'} must be in (0, 1] (got {share})")
-    if args.samples is not None and args.method != "shapley":
-        raise ValueError("--samples applies to --method shapley only")
-    recipe = None if args.recipe == "none" else make_recipe(args.recipe, epochs=args.epochs, lr=args.lr,
-                                                            batch_size=args.batch_size)
-    model = load_model(args.checkpoint, device=args.device)
-    if args.plan is not None:
-        plans.parse_widths(model, args.plan)  # a bad plan is one line before any work
-    name = args.dataset or model.meta.dataset or "digits"
-    shape = model.meta.input_shape if name == "imagefolder" else None
-    split = {s: load_dataset(name, s, args.data_root, args.download, shape, args.limit) for s in ("train", "val", "test")}
-    val = split["val"]
-    engine = Engine(model, val)
-    params = {k: v for k, v in (("samples", args.samples), ("seed", args.seed)) if v is not None}
-    if args.method in ("l1", "l2", "taylor", "activation"):
-        params.pop("seed", None)
-    clusters = None
-    with progress_bar(f"rank {args.method}", "layer") as progress:
-        rankings = plans.layer_rankings(model, val, args.method, engine=engine, progress=progress, **params)
-    if args.cluster_aware:
-        with progress_bar("clusters", "layer") as progress:
-            clusters = plans.layer_clusters(model, val, engine=engine, steps=args.am_steps, progress=progress)
-    if args.plan is not None:
-        plan = plans.plan_from_widths(model, args.plan, rankings, clusters, args.empty_clusters)
-    elif args.pr is not None:
-        plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters)
-    else:
-        plan = plans.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
-                                      clusters, args.empty_clusters)
-    with progress_bar("fine-tune", "it") as progress:
-        result = compress_model(model, split["train"], val, plan, recipe, test=split["test"],
-                                progress=lambda i, total, stats: progress(i, total))
-    payload = {"plan": plan.to_dict(), "report": vars(result.row),
-               "recipe": result.finetune.recipe.to_dict() if result.finetune else None,
-               "history": result.finetune.history if result.finetune else []}
-    if args.out:
-        payload["checkpoint"] = str(export_checkpoint(result.model, args.out))
-    if args.onnx:
-        path, diff = export_onnx(result.model, args.onnx, split["test"].images[:16])
-        payload["onnx"], payload["onnx_max_logit_diff"] = str(path), diff
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=2)
-    notes = "".join(f"\n  note: {n}" for n in plan.notes)
-    print(f"plan {plan.widths_string()} ({plan.rule}, {plan.method}){notes}\n{report_markdown([result.row])}"
-          + (f"\nwritten {args.out}" if args.out else "") + (f"\nwritten {args.onnx}" if args.onnx else ""))
     return 0
 
 
