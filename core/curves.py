@@ -286,6 +286,22 @@ class CurveSet:
                 return self.random.curve(self.random.seeds.index(seed))
         raise KeyError(f"no curve {label!r}; the curves are: {', '.join(c.label for c in self.curves)}")
 
+    def removal(self, label: str, n: int) -> list[int]:
+        """The units curve ``label`` turns off when it has removed ``n`` (in removal order; a layer curve)."""
+        if self.whole_network:
+            raise ValueError("a whole-network curve removes units of every layer: use curve.off(i)")
+        curve = self.get(label)
+        if not 0 <= n <= self.units:
+            raise ValueError(f"n must be between 0 and {self.units} (got {n})")
+        longest = max(curve.removed, key=len)
+        if n > len(longest):
+            raise ValueError(f"the curve {label!r} only goes to {len(longest)} units removed")
+        return list(longest[:n])
+
+    def counts_at(self, label: str, index: int) -> int:
+        """Units removed at point ``index`` of curve ``label``."""
+        return int(self.get(label).counts[index])
+
     def summary(self, tolerance: float = 0.01) -> "pd.DataFrame":
         """One row per method (and the random mean): see ``summarize``."""
         return summarize(self, tolerance)

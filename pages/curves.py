@@ -1,0 +1,200 @@
+"""Pruning curves: accuracy after removing the least important units, by each ranking, against random."""
+import hashlib
+from dataclasses import replace
+
+import streamlit as st
+
+import core  # noqa: F401  first, whole (see explorer.py)
+from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, curve_set, curves_figure, network_curves,
+                         sensitivity_figure, sensitivity_grid)
+from core.rankings import rank
+from ui.rankings import known_rankings, remember_ranking
+from ui.state import friendly_errors, selection
+
+# computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
+ON_DEMAND = {"L2 norm": ("l2", {}), "Taylor (grad x act)": ("taylor", {}), "Mean activation": ("activation", {}),
+             "Importance switches": ("switches", {}), "Shapley (sampled, 50 perms)": ("shapley", {"samples": 50})}
+MAX_SEEDS_HERE = min(MAX_SEEDS, 30)
+
+chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
+
+
+def progress_callback(bar, what: str):
+    def report(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(1, total)), text=f"{what}: {done:,}/{total:,}")
+    return report
+
+
+def memo(key: tuple, compute):
+    """Per-session memory of computed curves: clicking a point or changing a widget does not recompute."""
+    store = st.session_state.setdefault("_curves_memo", {})
+    if key not in store:
+        if len(store) > 24:
+            store.pop(next(iter(store)))
+        store[key] = compute()
+    return store[key]
+
+
+def method_entries(layer_chosen, picked: list[str], session: dict) -> list:
+    """Rankings for the picked labels: session rankings as they are, on-demand ones computed now (and
+    remembered for the other pages)."""
+    entries = []
+    todo = [label for label in picked if label not in session]
+    bar = st.progress(0.0, text="computing rankings…") if todo else None
+    for number, label in enumerate(picked):
+        if label in session:
+            entries.append(session[label])
+            continue
+        method, params = ON_DEMAND[label]
+        engine = layer_chosen.engine("val")
+
+        def report(done: int, total: int, number=todo.index(label), label=label) -> None:
+            bar.progress((number + min(1.0, done / max(1, total))) / len(todo), text=f"{label}: {done:,}/{total:,}")
+        ranking = rank(layer_chosen.model, engine.data, layer_chosen.layer, method, progress=report, engine=engine,
+                       **params)
+        remember_ranking(layer_chosen, ranking)
+        entries.append(ranking)
+    if bar is not None:
+        bar.empty()
+    return entries
+
+
+def as_method_spec(entry) -> tuple[str, dict]:
+    return entry.method, dict(entry.params)
+
+
+def per_layer_methods(entries: list) -> list:
+    """For whole-network curves and the sensitivity grid: each ranking's method and parameters, applied
+    to every layer (computed on the validation split, disk-cached)."""
+    return [as_method_spec(e) for e in entries]
+
+
+def rankings_by_layer(specs: list[tuple[str, dict]], bar) -> list[dict]:
+    layers = chosen.engine("val").layers
+    out = [{} for _ in specs]
+    total = len(layers) * len(specs)
+    for j, layer in enumerate(layers):
+        here = replace(chosen, layer=layer)
+        for i, (method, params) in enumerate(specs):
+            engine = here.engine("val")
+
+            def report(done: int, count: int, step=j * len(specs) + i) -> None:
+                bar.progress((step + min(1.0, done / max(1, count))) / total,
+                             text=f"ranking {layer} by {method}: {done:,}/{count:,}")
+            out[i][layer] = rank(here.model, engine.data, layer, method, progress=report, engine=engine, **params)
+    return out
+
+
+def carry(layer: str, units_off: list[int]) -> None:
+    """Open the Live toggles page with these units of ``layer`` off."""
+    st.session_state[f"off:{chosen.model_key}:{chosen.dataset}:{layer}"] = set(units_off)
+    if layer != chosen.layer:
+        st.session_state["_keep:layer"] = layer
+    st.switch_page("pages/toggle.py")
+
+
+with friendly_errors():
+    layers = chosen.engine("val").layers
+    st.title("Pruning curves")
+    st.caption("Accuracy after turning off the n least important units of a layer by each ranking, without "
+               "retraining (paper A Fig. 2, paper B Figs. 4-5). Rankings are computed on the validation split; "
+               "the grey band is the lowest to highest accuracy over random removal orders (one per seed), the "
+               "dashed line their mean: a ranking worth having stays above it.")
+    top = st.columns([1.3, 1, 1, 1])
+    scope = top[0].selectbox("Layer", [*layers, ALL_LAYERS], index=layers.index(chosen.layer),
+                             help="'all layers' prunes every prunable layer at the same rate at once (paper B Fig. 5).")
+    split = top[1].radio("Evaluate on", ["test", "val"], horizontal=True,
+                         help="Rankings are always computed on the validation split.")
+    seeds = top[2].slider("Random seeds", MIN_SEEDS, MAX_SEEDS_HERE, 5,
+                          help="Random removal orders drawn for the band (at least 5).")
+    direction = top[3].radio("Remove first", ["least", "most"], horizontal=True,
+                             format_func={"least": "least important", "most": "most important (mirror)"}.get,
+                             help="The mirror curve (most important first) shows how concentrated the layer's "
+                                  "function is.")
+
+    here = replace(chosen, layer=scope if scope != ALL_LAYERS else chosen.layer)
+    session = known_rankings(here)
+    options = list(session) + [label for label in ON_DEMAND
+                               if label not in session and ON_DEMAND[label][0] not in
+                               {r.method for r in session.values()}]
+    picked = st.multiselect("Methods", options, default=list(session),
+                            help="Every ranking computed on the Rankings page for this layer, L1 always; the others "
+                                 "are computed here when picked (progress bar). Random is always drawn as the band.")
+    if not picked:
+        st.info("Pick at least one method; random is drawn as the band.")
+        st.stop()
+    entries = method_entries(here, picked, session)
+    engine = chosen.engine(split)
+
+    if scope == ALL_LAYERS:
+        specs = per_layer_methods(entries)
+        key = ("network", chosen.model_key, engine.data.key, tuple((m, tuple(sorted(p.items()))) for m, p in specs),
+               seeds, direction)
+
+        def compute_network():
+            bar = st.progress(0.0, text="ranking every layer…")
+            per_layer = rankings_by_layer(specs, bar)
+            result = network_curves(engine, per_layer, seeds=seeds, direction=direction,
+                                    progress=progress_callback(bar, "evaluating pruned networks"))
+            bar.empty()
+            return result
+        result = memo(key, compute_network)
+    else:
+        key = ("layer", chosen.model_key, engine.data.key, scope,
+               tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
+        result = memo(key, lambda: curve_set(engine, scope, entries, seeds=seeds, direction=direction))
+
+    event = st.plotly_chart(curves_figure(result), width="stretch", key="curves_chart", on_select="rerun",
+                            selection_mode="points")
+    st.markdown("**Summary** — area: mean accuracy over the removal range (higher = the ranking keeps more); "
+                "max rate within 1 pt: how much can go before accuracy drops more than 1 point; above/below "
+                "band: points outside the random band.")
+    st.dataframe(result.summary(), hide_index=True, width="stretch")
+
+    if scope != ALL_LAYERS:
+        st.subheader("Carry a mask to Live toggles")
+        points = (event.selection.get("points") or []) if event is not None and hasattr(event, "selection") else []
+        clicked = next((p for p in points if p.get("customdata")), None)
+        labels = [c.label for c in result.curves] + [f"Random (seed {s})" for s in result.random.seeds]
+        if clicked is not None and st.session_state.get("_curves:last_click") != clicked["customdata"][:2]:
+            st.session_state["_curves:last_click"] = clicked["customdata"][:2]  # a new click sets the pickers below
+            st.session_state["carry_label"] = clicked["customdata"][0]
+            st.session_state["carry_n"] = int(result.counts_at(clicked["customdata"][0], clicked["customdata"][1]))
+        if st.session_state.get("carry_label") not in labels:
+            st.session_state["carry_label"] = labels[0]
+        left, middle, right = st.columns([2, 1, 1.4], vertical_alignment="bottom")
+        label = left.selectbox("Curve", labels, key="carry_label", help="Or click a point of the chart.")
+        if not 0 <= st.session_state.get("carry_n", -1) <= result.units:
+            st.session_state["carry_n"] = min(5, result.units)
+        n = middle.number_input("Units removed (n)", 0, result.units, step=1, key="carry_n")
+        units_off = result.removal(label, int(n))
+        point = result.get(label)
+        index = [int(c) for c in point.counts].index(int(n)) if int(n) in point.counts else None
+        if index is not None:
+            st.caption(f"{label}, {int(n)} removed: accuracy {point.accuracy[index]:.2%}; "
+                       f"units off: {', '.join(map(str, units_off)) or 'none'}")
+        else:
+            st.caption(f"{label}, {int(n)} removed: units off {', '.join(map(str, units_off)) or 'none'}")
+        if right.button("Open in Live toggles", type="primary", width="stretch"):
+            carry(scope, units_off)
+    else:
+        st.caption("Whole-network points mask several layers; Live toggles works on one layer — pick a layer above "
+                   "to carry a mask there.")
+
+    st.subheader("Sensitivity: one layer at a time (paper B Fig. 4)")
+    st.caption("Accuracy with only that layer pruned at each rate, the rest intact; each method's ranking is "
+               "computed for every layer with the same parameters (cached on disk).")
+    specs = per_layer_methods(entries)
+    grid_key = ("grid", chosen.model_key, engine.data.key, tuple((m, tuple(sorted(p.items()))) for m, p in specs),
+                seeds, direction)
+    if grid_key in st.session_state.get("_curves_memo", {}) or st.button("Compute the sensitivity grid"):
+        def compute_grid():
+            bar = st.progress(0.0, text="ranking every layer…")
+            per_layer = rankings_by_layer(specs, bar)
+            result = sensitivity_grid(engine, per_layer, seeds=seeds, direction=direction,
+                                      progress=progress_callback(bar, "evaluating"))
+            bar.empty()
+            return result
+        grid = memo(grid_key, compute_grid)
+        shown = st.radio("Method", grid.labels, horizontal=True, key="grid_method")
+        st.plotly_chart(sensitivity_figure(grid, shown), width="stretch", key="sensitivity_chart")

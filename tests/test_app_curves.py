@@ -1,0 +1,102 @@
+"""AppTest of the Pruning curves page: methods, seeds, carrying a mask to Live toggles, all layers, sensitivity."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+import core
+from tests.conftest import open_page
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def values(v) -> np.ndarray:
+    """A plotly array from the chart JSON: a list, or plotly's typed-array form {"dtype", "bdata"[, "shape"]}."""
+    if isinstance(v, dict):
+        array = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return array.reshape([int(d) for d in str(v["shape"]).split(",")]) if "shape" in v else array
+    return np.array(v)
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_curves_page_methods_seeds_and_carry_to_live_toggles(model, digits_val, digits_test):
+    at = open_page("pages/curves.py", layer="conv2")
+    assert at.title[0].value == "Pruning curves"
+    names = [t["name"] for t in charts(at)[0]["data"]]
+    assert names == ["random max", "random band (min-max of 5 seeds)", "Random (mean of 5 seeds)", "L1 norm"]
+
+    methods = next(m for m in at.multiselect if m.label == "Methods")
+    methods.set_value(["L1 norm", "Taylor (grad x act)"])  # computed on demand
+    next(s for s in at.slider if s.label == "Random seeds").set_value(7)
+    at.run()
+    ok(at)
+    figure = charts(at)[0]
+    names = [t["name"] for t in figure["data"]]
+    assert "random band (min-max of 7 seeds)" in names and "Taylor (grad x act)" in names
+    test_engine = core.Engine(model, digits_test)
+    taylor = core.rank(model, digits_val, "conv2", "taylor")
+    line = next(t for t in figure["data"] if t["name"] == "Taylor (grad x act)")
+    expected = core.layer_curve(test_engine, "conv2", taylor)
+    assert np.allclose(values(line["y"]), expected.accuracy * 100, atol=1e-7)  # the test split, every point
+    band = core.random_band(test_engine, "conv2", seeds=7)
+    assert np.allclose(values(figure["data"][0]["y"]), band.hi * 100) and np.allclose(values(figure["data"][1]["y"]), band.lo * 100)
+    summary = at.dataframe[0].value
+    assert list(summary["method"]) == ["L1 norm", "Taylor (grad x act)", "Random (mean of 7 seeds)"]
+
+    next(s for s in at.selectbox if s.label == "Curve").set_value("Taylor (grad x act)")
+    next(n for n in at.number_input if n.label == "Units removed (n)").set_value(4)
+    at.run()
+    ok(at)
+    next(b for b in at.button if b.label == "Open in Live toggles").click()
+    at.run()
+    ok(at)
+    assert at.title[0].value == "Live toggles — conv2"
+    off = sorted(taylor.lowest(4))
+    assert [i for i, t in enumerate(at.toggle) if not t.value] == off
+    shown = next(m for m in at.metric if m.label.startswith("Accuracy")).value
+    assert shown == f"{test_engine.evaluate({'conv2': off}).accuracy:.2%}" == f"{expected.accuracy[4]:.2%}"
+    ranking_box = next(s for s in at.selectbox if s.label == "Ranking")
+    assert "Taylor (grad x act)" in ranking_box.options  # the on-demand ranking is remembered for the session
+
+
+def test_curves_page_other_layer_all_layers_and_sensitivity(model, digits_val):
+    at = open_page("pages/curves.py", layer="conv2")
+    next(s for s in at.selectbox if s.label == "Layer").set_value("fc2")
+    at.run()
+    ok(at)
+    assert charts(at)[0]["layout"]["xaxis"]["title"]["text"] == "units removed (of 25)"
+    next(s for s in at.selectbox if s.label == "Curve").set_value("Random (seed 3)")
+    next(n for n in at.number_input if n.label == "Units removed (n)").set_value(10)
+    at.run()
+    next(b for b in at.button if b.label == "Open in Live toggles").click()
+    at.run()
+    ok(at)
+    assert at.title[0].value == "Live toggles — fc2"  # the page's layer goes with the mask
+    random3 = core.rank(model, digits_val, "fc2", "random", seed=3)
+    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(random3.lowest(10))
+
+    at.switch_page("pages/curves.py")
+    at.run()
+    next(s for s in at.selectbox if s.label == "Layer").set_value("all layers")
+    at.run()
+    ok(at)
+    figure = charts(at)[0]
+    assert figure["layout"]["xaxis"]["title"]["text"] == "pruning rate of every layer (%)"
+    line = next(t for t in figure["data"] if t["name"] == "L1 norm")
+    assert values(line["x"])[0] == 0
+    assert values(line["y"])[0] == core.evaluate(model, core.load_dataset("digits", "test")).accuracy * 100
+    next(b for b in at.button if b.label == "Compute the sensitivity grid").click()
+    at.run()
+    ok(at)
+    heat = charts(at)[-1]
+    assert heat["data"][0]["type"] == "heatmap" and heat["data"][0]["y"] == ["conv1", "conv2", "fc1", "fc2"]
+    assert values(heat["data"][0]["z"]).shape == (4, 9)  # layers x rates 10%..90%
