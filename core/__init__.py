@@ -26,6 +26,12 @@ from . import plots  # noqa: E402,F401  the whole package loads at once: the app
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: E402,F401
 from .curves import (Curve, CurveSet, RandomBand, Sensitivity, curve_set, curves_figure, layer_curve,
                      network_curves, random_band, sensitivity_figure, sensitivity_grid, summarize)
+from .compress import (Plan, layer_clusters, layer_rankings, plan_from_budget, plan_from_pr, plan_from_widths,
+                       prune)
+from .train import RECIPES, Cancelled, FinetuneResult, Recipe, finetune, make_recipe
+from .export import export_checkpoint, export_onnx, verify_onnx
+from .report import CompressionResult, Row, compress_model, report_csv, report_markdown
+from . import coupling  # noqa: E402,F401  (Torch-Pruning itself is imported on use)
 
 
 def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
@@ -43,3 +49,7 @@ __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "
            "cluster_filters", "pruning_selection", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
 __all__ += ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "random_band", "curve_set",
             "network_curves", "sensitivity_grid", "summarize", "curves_figure", "sensitivity_figure"]
+__all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "plan_from_pr", "plan_from_budget",
+            "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
+            "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
+            "report_csv", "report_markdown"]

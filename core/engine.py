@@ -98,6 +98,7 @@ class Engine:
         self._linear: dict[str, tuple | None] = {}
         self._lock = threading.Lock()  # one shared engine serves many app sessions
         self._frozen: list[tuple[str, nn.Module]] | None = None
+        self._coupled: list[list[str]] | None = None
         self._labels = data.labels.to(self.device)
 
     # --- public API ---------------------------------------------------------------------
@@ -300,8 +301,32 @@ class Engine:
             return torch.einsum("ncs,ocs->nco", acts.flatten(2), module.weight.view(module.out_features, c, -1))
         return acts.unsqueeze(2) * module.weight.t().unsqueeze(0)  # (N, C, out)
 
+    def coupled_groups(self) -> list[list[str]]:
+        """Layers whose channels are coupled across residual adds (torchvision models; [] for staged ones).
+
+        Masking a unit of one of them masks it in every layer of its group: that is what pruning it
+        means (``core.coupling``, Torch-Pruning's dependency graph)."""
+        if self.staged:
+            return []
+        with self._lock:
+            if self._coupled is None:
+                from .coupling import coupled_groups
+                self._coupled = coupled_groups(self.model)
+            return self._coupled
+
+    def _couple(self, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A coupled layer's mask applies to every layer of its group (the product of the group's masks)."""
+        masks = dict(masks)
+        for group in self.coupled_groups() if masks else []:
+            present = [masks[layer] for layer in group if layer in masks]
+            if present:
+                keep = torch.stack(present).prod(0)
+                masks.update({layer: keep for layer in group})
+        return masks
+
     def _hooked_logits(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Any model: a full forward pass with the masks applied by forward hooks."""
+        masks = self._couple(masks)
         handles = []
         for layer, keep in masks.items():
             handles.append(mask_point(self.model, layer).register_forward_hook(

@@ -48,6 +48,7 @@ class ModelMeta:
     accuracy: dict = field(default_factory=dict)
     source: str = ""
     sha256: str = ""  # content hash of the checkpoint file; keys on-disk caches
+    lineage: dict = field(default_factory=dict)  # how it was made from a parent (compression: plan, recipe, ...)
 
     @property
     def num_classes(self) -> int:
@@ -85,13 +86,20 @@ def lenet5(widths: Sequence[int] = LENET5_WIDTHS, in_channels: int = 1, num_clas
 def vgg16(width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
           mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
           std: Sequence[float] = (0.2470, 0.2435, 0.2616),
-          widths: Sequence[int] | None = None) -> nn.Sequential:
-    """VGG-16 for 32x32 inputs: 13 conv-BN-ReLU blocks, FC 512 -> 512 -> classes.
+          widths: Sequence[int] | None = None, hidden_layers: int = 1) -> nn.Sequential:
+    """VGG-16 for 32x32 inputs: 13 conv-BN-ReLU blocks, then ``hidden_layers`` hidden FC 512 layers.
 
-    ``width_mult`` scales every layer (tests use small ones); ``widths`` (13 conv + 1 fc)
-    gives each layer its own width, as after pruning."""
+    ``hidden_layers=1``: FC 512 -> 512 -> classes (14 prunable widths); ``hidden_layers=2``: paper A's
+    classifier, FC 512 -> 512 -> 512 -> classes (13 conv + 2 FC = its 15-width strings).
+    ``width_mult`` scales every layer (tests use small ones); ``widths`` (13 conv + hidden) gives
+    each layer its own width, as after pruning."""
+    if hidden_layers not in (1, 2):
+        raise ValueError(f"vgg16 has 1 or 2 hidden FC layers (got {hidden_layers})")
     widths = list(widths) if widths else [max(1, int(round(w * width_mult))) for w in VGG16_CFG if w != "M"] \
-        + [max(1, int(round(512 * width_mult)))]
+        + [max(1, int(round(512 * width_mult)))] * hidden_layers
+    if len(widths) != 13 + hidden_layers:
+        raise ValueError(f"vgg16 with {hidden_layers} hidden FC layer(s) takes {13 + hidden_layers} widths, "
+                         f"got {len(widths)}")
     blocks: dict[str, nn.Module] = {"input": Normalize(mean, std)}
     channels, index = in_channels, 0
     for item in VGG16_CFG:
@@ -104,10 +112,11 @@ def vgg16(width_mult: float = 1.0, num_classes: int = 10, in_channels: int = 3,
         blocks[f"conv{index}"] = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1),
                                                nn.BatchNorm2d(width), nn.ReLU())
         channels = width
-    hidden = widths[13]
     blocks["flatten"] = nn.Flatten()
-    blocks["fc1"] = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
-    blocks["fc2"] = nn.Linear(hidden, num_classes)
+    for i, hidden in enumerate(widths[13:], 1):
+        blocks[f"fc{i}"] = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU())
+        channels = hidden
+    blocks[f"fc{hidden_layers + 1}"] = nn.Linear(channels, num_classes)
     return nn.Sequential(OrderedDict(blocks))
 
 
@@ -119,7 +128,8 @@ def build_model(arch: str, arch_params: dict, num_classes: int, mean: Sequence[f
                       arch_params.get("in_channels", 1), num_classes, mean, std)
     if arch == "vgg16":
         return vgg16(float(arch_params.get("width_mult", 1.0)), num_classes,
-                     arch_params.get("in_channels", 3), mean, std, arch_params.get("widths"))
+                     arch_params.get("in_channels", 3), mean, std, arch_params.get("widths"),
+                     int(arch_params.get("hidden_layers", 1)))
     raise ValueError(f"unknown architecture {arch!r}; known: lenet5, vgg16, or a torchvision model name")
 
 
@@ -183,21 +193,35 @@ def _macs_per_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Mo
             macs[module] = int(module.in_features * module.out_features)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    training = model.training  # eval: a train-mode BatchNorm would update its running statistics
+    model.eval()
     try:
         device = next(model.parameters()).device
         with torch.no_grad():
             model(torch.zeros(1, *input_shape, device=device))
     finally:
+        model.train(training)
         for h in handles:
             h.remove()
     return macs
 
 
+def input_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) the model takes: its metadata's, else inferred for a freshly built model
+    (LeNet-5 28x28, VGG-16 32x32, torchvision 224x224; channels from the first conv)."""
+    meta: ModelMeta | None = getattr(model, "meta", None)
+    if meta is not None:
+        return tuple(meta.input_shape)
+    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    channels = getattr(first, "in_channels", 1)
+    if not is_staged(model):
+        return (channels, 224, 224)
+    return (channels, 28, 28) if "conv3" not in model._modules else (channels, 32, 32)
+
+
 def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     """Every prunable layer with its unit count, parameters and FLOPs (multiply-adds per image)."""
-    meta: ModelMeta | None = getattr(model, "meta", None)
-    input_shape = meta.input_shape if meta else (1, 28, 28)
-    macs = _macs_per_module(model, input_shape)
+    macs = _macs_per_module(model, input_shape(model))
     layers = []
     for name in layer_names(model):
         module = weight_module(model, name)
@@ -208,10 +232,13 @@ def prunable_layers(model: nn.Module) -> list[LayerInfo]:
     return layers
 
 
-def model_totals(model: nn.Module) -> dict[str, int]:
-    """Parameter and FLOP (multiply-add) totals of the whole network."""
-    meta: ModelMeta | None = getattr(model, "meta", None)
-    macs = _macs_per_module(model, meta.input_shape if meta else (1, 28, 28))
+def model_totals(model: nn.Module, shape: Sequence[int] | None = None) -> dict[str, int]:
+    """Parameter and FLOP (multiply-add) totals of the whole network, for one image of ``shape``
+    (default: the model's input shape, from its metadata or inferred, see ``input_shape``).
+
+    Checked against ``torch.utils.flop_counter.FlopCounterMode`` in the tests (it counts 2 FLOPs
+    per multiply-add)."""
+    macs = _macs_per_module(model, tuple(shape) if shape else input_shape(model))
     return {"params": sum(p.numel() for p in model.parameters()), "flops": sum(macs.values())}
 
 
