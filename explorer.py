@@ -32,6 +32,7 @@ PAGES = [
     st.Page("pages/feature_maps.py", title="Ranked feature maps", icon=":material/grid_view:"),
     st.Page("pages/am_gallery.py", title="AM gallery", icon=":material/image:"),
     st.Page("pages/similarity.py", title="Similar filters & clusters", icon=":material/hub:"),
+    st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
 ]
 
 st.navigation(PAGES).run()

@@ -1,0 +1,242 @@
+"""Compress: plan which units each layer keeps, prune for real, fine-tune in the background, compare, export."""
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import plotly.graph_objects as go
+import streamlit as st
+
+import core  # first: loads the whole library at once (see explorer.py)
+from core.am import to_pil
+from core.rankings import Ranking
+from ui.jobs import Job, get_job, start_job
+from ui.rankings import known_rankings
+from ui.state import Selection, friendly_errors, selection
+
+METHODS = {"L1 norm": "l1", "Shapley (sampled, 20 permutations)": "shapley", "Importance switches": "switches",
+           "L2 norm": "l2", "Taylor (paper B Eq. 7)": "taylor", "Mean activation": "activation", "Random": "random"}
+APP_PARAMS = {"shapley": {"samples": 20}, "random": {"seed": 0}}  # used when the session has none computed
+RULES = ["Typed widths", "Pr per layer (paper B)", "FLOPs budget", "Parameter budget"]
+JOB = "compress"
+
+chosen = selection()
+st.title("Compress")
+st.caption("Plan how many units each layer keeps, remove the others for real (a smaller network with the same "
+           "outputs as the masked one), fine-tune it in the background, compare and export. The model in the "
+           "sidebar is shared and never changed: pruning and fine-tuning work on a copy.")
+
+
+def layer_rankings(chosen: Selection, method: str) -> dict[str, Ranking]:
+    """One ranking per layer: the session's own (Rankings page) when it has one, else computed (disk-cached)."""
+    store = st.session_state.setdefault("_compress_rankings", {})
+    key = (chosen.model_key, chosen.dataset, method)
+    if key not in store:
+        engine, val = chosen.engine("val"), chosen.data("val")
+        result = {}
+        with st.spinner(f"Ranking every layer by {method}…"):
+            for layer in engine.layers:
+                known = known_rankings(dataclasses.replace(chosen, layer=layer))
+                match = next((r for r in known.values() if r.method == method), None)
+                result[layer] = match or core.rank(chosen.model, val, layer, method, engine=engine,
+                                                   **APP_PARAMS.get(method, {}))
+        store[key] = result
+    return store[key]
+
+
+def layer_clusters(chosen: Selection) -> dict[str, core.Clusters]:
+    store = st.session_state.setdefault("_compress_clusters", {})
+    key = (chosen.model_key, chosen.dataset)
+    if key not in store:
+        bar = st.progress(0.0, text="Clusters of every layer (AM images, similarity, k-means)…")
+        store[key] = core.layer_clusters(chosen.model, chosen.data("val"), engine=chosen.engine("val"),
+                                         progress=lambda d, t: bar.progress(d / t, text=f"clusters: layer {d}/{t}"))
+        bar.empty()
+    return store[key]
+
+
+def make_plan(rule: str, value, rankings, clusters, empty: bool) -> core.Plan:
+    store = st.session_state.setdefault("_compress_plans", {})
+    key = (chosen.model_key, chosen.dataset, rule, value, tuple((l, r.label) for l, r in rankings.items()),
+           clusters is not None, empty)
+    if key not in store:
+        if rule == RULES[0]:
+            store[key] = core.plan_from_widths(chosen.model, value, rankings, clusters, empty)
+        elif rule == RULES[1]:
+            store[key] = core.plan_from_pr(chosen.engine("val"), rankings, value, clusters, empty)
+        else:
+            kind = "flops" if rule == RULES[2] else "params"
+            store[key] = core.plan_from_budget(chosen.model, rankings, value, kind, clusters, empty)
+    return store[key]
+
+
+def fine_tune_work(model, train, val, test, plan: core.Plan, recipe: core.Recipe, eval_every: int,
+                   track: tuple[str, int] | None):
+    """The background job: prune a copy, fine-tune it, export both formats into memory (atomic writes)."""
+    def work(job: Job) -> dict:
+        result = core.compress_model(model, train, val, plan, recipe, test=test, eval_every=eval_every,
+                                     track=track, am_steps=32, progress=job.report, cancel=job.cancelled)
+        files = {}
+        with tempfile.TemporaryDirectory() as folder:
+            if core.models.is_staged(result.model):
+                files["checkpoint"] = core.export_checkpoint(result.model, Path(folder) / "compressed.pt",
+                                                             cancel=job.cancelled).read_bytes()
+            path, diff = core.export_onnx(result.model, Path(folder) / "compressed.onnx", test.images[:16],
+                                          cancel=job.cancelled)
+            files["onnx"], files["onnx_diff"] = path.read_bytes(), diff
+        return {"result": result, "files": files}
+    return work
+
+
+with friendly_errors():
+    engine = chosen.engine("val")
+    totals = core.model_totals(chosen.model)
+    widths_now = "-".join(str(engine.units(l)) for l in engine.layers)
+
+    st.subheader("1. Plan")
+    left, mid, right = st.columns([2, 2, 2])
+    rule = left.radio("Plan by", RULES, key="compress_rule",
+                      help="Typed widths: kept units per layer. Pr: paper B's layer level — each layer loses the "
+                           "most units whose removal (that layer alone, no retraining) costs at most Pr accuracy "
+                           "points. Budget: remove the globally least important units (scores shifted to 0 and "
+                           "divided by the layer's mean) until the share is reached.")
+    if rule == RULES[0]:
+        half = "-".join(str(max(1, engine.units(l) // 2)) for l in engine.layers)
+        value = mid.text_input("Kept widths", value=half, key="compress_widths",
+                               help=f"One number per prunable layer, separated by '-'. Now: {widths_now}")
+    elif rule == RULES[1]:
+        value = mid.number_input("Pr: tolerated drop per layer (accuracy points)", 0.0, 100.0, 0.5, 0.25,
+                                 key="compress_pr")
+    else:
+        value = mid.slider("Share to keep", 0.05, 1.0, 0.5, 0.05, key="compress_share")
+    method_label = right.selectbox("Ranking", list(METHODS), key="compress_method",
+                                   help="Which units go inside a layer: the lowest of this ranking. Rankings "
+                                        "computed on the Rankings page are reused.")
+    cluster_aware = right.checkbox("Cluster-aware (paper B)", key="compress_clusters",
+                                   help="Each cluster of similar filters gives a share proportional to its size, "
+                                        "lowest contribution index first; singleton (locked) filters stay.")
+    empty = right.checkbox("Allow emptying whole clusters", key="compress_empty", disabled=not cluster_aware,
+                           help="Paper B's 'prune B': in wide layers whole clusters may go (said below).")
+
+    rankings = layer_rankings(chosen, METHODS[method_label])
+    clusters = layer_clusters(chosen) if cluster_aware else None
+    plan = make_plan(rule, value, rankings, clusters, empty and cluster_aware)
+    groups = engine.coupled_groups()
+    if groups:
+        st.info("Coupled layers (their channels meet in a residual add, so a unit can only go from all of them "
+                "at once; masking one here masks the whole group, and pruning removes it from the group): "
+                + "; ".join(" + ".join(g) for g in groups))
+
+    masked = engine.evaluate(plan.off)  # the masked network = the pruned one (tested)
+    pruned_totals = core.compress.totals_for_widths(chosen.model, list(plan.widths.values())) \
+        if core.models.is_staged(chosen.model) else core.model_totals(core.prune(chosen.model, plan))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Kept widths", plan.widths_string(), help=f"Original: {widths_now}")
+    m2.metric("Parameters", f"{pruned_totals['params']:,}",
+              f"{pruned_totals['params'] / totals['params'] - 1:+.1%}", delta_color="off")
+    m3.metric("FLOPs (multiply-adds)", f"{pruned_totals['flops']:,}",
+              f"{pruned_totals['flops'] / totals['flops'] - 1:+.1%}", delta_color="off")
+    base = engine.evaluate().accuracy
+    m4.metric("Accuracy after pruning (val, no retraining)", f"{masked.accuracy:.2%}",
+              f"{(masked.accuracy - base) * 100:+.2f} pts")
+    costs = plan.details.get("layers", {})
+    table = [{"layer": layer, "units": units, "kept": plan.widths[layer], "removed": len(plan.off.get(layer, [])),
+              **({"cost alone (pts)": round(costs[layer]["cost_points"], 3)} if layer in costs else {}),
+              "units removed": ", ".join(map(str, plan.off.get(layer, [])))[:120]}
+             for layer, units in plan.units.items()]
+    st.dataframe(table, hide_index=True, width="stretch")
+    for note in plan.notes:
+        st.warning(note)
+
+    st.subheader("2. Fine-tune (background job)")
+    a, b, c, d = st.columns(4)
+    recipe_name = a.selectbox("Recipe", list(core.RECIPES), key="compress_recipe",
+                              help="paper-a: SGD momentum 0.9, wd 5e-4, lr 0.1 → 0.001, early stopping on "
+                                   "validation. paper-b: constant lr 0.001, 20 epochs, flip + crop on CIFAR-style data.")
+    preset = core.RECIPES[recipe_name]
+    epochs = b.number_input("Epochs", 1, 200, min(preset.epochs, 5), key="compress_epochs")
+    lr = c.number_input("Learning rate", 1e-5, 1.0, preset.lr, format="%.4f", key=f"compress_lr_{recipe_name}")
+    eval_every = d.number_input("Record accuracy every N iterations", 1, 10_000, 10, key="compress_every")
+    kept = {layer: [u for u in range(units) if u not in plan.off.get(layer, [])] for layer, units in plan.units.items()}
+    e, f = st.columns(2)
+    track_layer = e.selectbox("Follow one kept unit's AM image (paper B Figs. 7-8): layer",
+                              ["(none)"] + list(kept), key="compress_track_layer")
+    track = None
+    if track_layer != "(none)":
+        unit = f.selectbox("unit (original index)", kept[track_layer], key=f"compress_track_unit_{track_layer}")
+        track = (track_layer, int(unit))
+    recipe = core.make_recipe(recipe_name, epochs=int(epochs), lr=float(lr))
+    key = (chosen.model_key, chosen.dataset, plan.widths_string(), plan.method, plan.rule, str(plan.target),
+           plan.cluster_aware, recipe, int(eval_every), track)
+    job = get_job(JOB)
+    start, stop = st.columns([1, 1])
+    if start.button("Start fine-tuning", type="primary", disabled=bool(job and job.running), key="compress_start"):
+        job = start_job(JOB, key, fine_tune_work(chosen.model, chosen.data("train"), chosen.data("val"),
+                                                 chosen.data("test"), plan, recipe, int(eval_every), track))
+    if stop.button("Cancel", disabled=not (job and job.running), key="compress_cancel"):
+        job.cancel()
+        stopped = job.wait(30)
+
+
+@st.fragment(run_every=1.0 if (get_job(JOB) and get_job(JOB).running) else None)
+def job_panel() -> None:
+    """Progress of the background job; reruns itself every second while it runs."""
+    job = get_job(JOB)
+    if job is None:
+        st.caption("No fine-tuning job yet in this session.")
+        return
+    if job.running:
+        st.progress(job.fraction, text=f"Fine-tuning: iteration {job.done} of {job.total or '…'}"
+                    + (f" — validation accuracy {job.stats['val_accuracy']:.2%}" if "val_accuracy" in job.stats else ""))
+    elif job.status == "cancelled":
+        st.warning("Fine-tuning was cancelled; nothing was kept or written.")
+    elif job.status == "failed":
+        st.error(f"Fine-tuning failed: {job.error}")
+    else:
+        st.success("Fine-tuning finished" + (" (cached result for these settings)" if job.stats.get("cached") else "")
+                   + ".")
+    history = job.result["result"].finetune.history if job.status == "done" else job.history
+    if history:
+        figure = go.Figure(go.Scatter(x=[h["iteration"] for h in history], y=[h["val_accuracy"] for h in history],
+                                      mode="lines+markers", name="validation accuracy"))
+        figure.update_layout(title="Accuracy recovery while fine-tuning (paper B Fig. 6)", height=300,
+                             xaxis_title="iteration", yaxis_title="validation accuracy", margin=dict(t=40, b=40))
+        st.plotly_chart(figure, width="stretch", key="compress_recovery")
+    if job.status == "done":
+        tuned = job.result["result"].finetune
+        if tuned.am_frames:
+            st.markdown(f"**AM image of {tuned.tracked[0]} unit {tuned.tracked[1]} (pruned numbering) while "
+                        f"fine-tuning** — drift from iteration 0 (AM pattern distance, 0 = same, 2 = opposite)")
+            columns = st.columns(min(8, len(tuned.am_frames)))
+            step = max(1, len(tuned.am_frames) // len(columns))
+            for column, i in zip(columns, range(0, len(tuned.am_frames), step)):
+                iteration, image = tuned.am_frames[i]
+                column.image(to_pil(image), caption=f"it {iteration}: drift {tuned.drift[i]:.2f}")
+        rows = st.session_state.setdefault("_compress_rows", {})
+        rows[job.key] = job.result["result"].row
+    if job.finished and not job.running and st.session_state.get("_compress_shown") != (job.key, job.status):
+        st.session_state["_compress_shown"] = (job.key, job.status)
+        st.rerun()  # once, so the comparison table below shows the finished row
+
+
+with friendly_errors():
+    job_panel()
+    st.subheader("3. Compare and export")
+    rows = [r for k, r in st.session_state.get("_compress_rows", {}).items() if k[:2] == (chosen.model_key, chosen.dataset)]
+    if not rows:
+        st.caption("Finished fine-tuning runs appear here, one row each (paper A Table 2 / paper B Tables 1-4).")
+    else:
+        st.dataframe(core.report.report_rows(rows), hide_index=True, width="stretch")
+        x, y = st.columns(2)
+        x.download_button("Table as CSV", core.report_csv(rows), "compression.csv", "text/csv", key="compress_csv")
+        y.download_button("Table as Markdown", core.report_markdown(rows), "compression.md", "text/markdown",
+                          key="compress_md")
+    job = get_job(JOB)
+    if job is not None and job.status == "done":
+        files = job.result["files"]
+        p, q = st.columns(2)
+        if "checkpoint" in files:
+            p.download_button("Download checkpoint (.pt)", files["checkpoint"], "compressed.pt",
+                              key="compress_dl_pt", help="Loads back in the sidebar (Upload) and the CLI; "
+                                                        "metadata: parent hash, widths, method, plan, recipe, accuracies.")
+        q.download_button("Download ONNX", files["onnx"], "compressed.onnx", key="compress_dl_onnx",
+                          help=f"Checked with onnxruntime: largest logit difference {files['onnx_diff']:.1e}.")

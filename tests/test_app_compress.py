@@ -1,0 +1,79 @@
+"""AppTest of the Compress page: plan, a short background fine-tuning job, cancel, the comparison table."""
+from __future__ import annotations
+
+import time
+
+import core
+from core.rankings import weights_digest
+from tests.conftest import open_page
+
+PAGE = "pages/compress.py"
+
+
+def metric(at, label: str) -> str:
+    return next(m for m in at.metric if m.label == label).value
+
+
+def job_of(at):
+    return at.session_state["_jobs"]["compress"]
+
+
+def run_until(at, done, timeout: float = 120.0) -> None:
+    """Rerun the page (as the browser's fragment timer would) until ``done()``."""
+    end = time.monotonic() + timeout
+    while not done() and time.monotonic() < end:
+        time.sleep(0.5)
+        at.run()
+    assert done()
+
+
+def test_plan_fine_tune_and_compare(model):
+    before = weights_digest(model)
+    at = open_page(PAGE)
+    assert at.title[0].value == "Compress"
+    at.text_input(key="compress_widths").set_value("5-7-45-20").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert metric(at, "Kept widths") == "5-7-45-20"
+    assert metric(at, "Parameters") == "7,227" and metric(at, "FLOPs (multiply-adds)") == "134,140"
+    plan_table = at.dataframe[0].value
+    assert list(plan_table["kept"]) == [5, 7, 45, 20] and list(plan_table["removed"]) == [5, 13, 55, 5]
+    masked = core.Engine(model, core.load_dataset("digits", "val")).evaluate(
+        core.plan_from_widths(model, "5-7-45-20", core.layer_rankings(model, core.load_dataset("digits", "val"))).off)
+    assert metric(at, "Accuracy after pruning (val, no retraining)") == f"{masked.accuracy:.2%}"
+
+    at.number_input(key="compress_epochs").set_value(1)
+    at.selectbox(key="compress_track_layer").set_value("conv2")
+    at.button(key="compress_start").click().run()
+    assert job_of(at).wait(120)
+    run_until(at, lambda: len(at.dataframe) >= 2)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert job_of(at).status == "done"
+    assert any("Fine-tuning finished" in s.value for s in at.success)
+    table = at.dataframe[1].value
+    assert list(table["widths"]) == ["5-7-45-20"] and list(table["params"]) == [7227]
+    row = job_of(at).result["result"].row
+    assert float(table["accuracy_finetuned"][0]) == row.accuracy_finetuned > row.accuracy_pruned
+    assert len(job_of(at).result["files"]["checkpoint"]) > 1000 and job_of(at).result["files"]["onnx_diff"] <= 1e-4
+    frames = [img.caption for e in at.get("image") for img in e.proto.imgs]
+    assert frames and frames[0].startswith("it 0: drift 0.00")
+    assert weights_digest(model) == before  # the shared cached model is untouched
+
+    # the same settings again: the finished result is reused at once
+    at.button(key="compress_start").click().run()
+    assert job_of(at).stats.get("cached") is True
+    assert any("cached result" in s.value for s in at.success)
+
+
+def test_cancel_stops_the_job_and_keeps_nothing():
+    at = open_page(PAGE)
+    at.text_input(key="compress_widths").set_value("3-5-20-10").run()
+    at.number_input(key="compress_epochs").set_value(200)
+    at.button(key="compress_start").click().run()
+    job = job_of(at)
+    assert job.running
+    at.button(key="compress_cancel").click().run()
+    assert job.wait(60) and job.status == "cancelled" and job.result is None
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning)
+    assert len(at.dataframe) == 1  # the plan only: no comparison row, no download buttons
+    assert not at.get("download_button")
