@@ -133,21 +133,24 @@ def check_rates(rates: Sequence[float], allow_one: bool = False) -> np.ndarray:
     return array
 
 
-def _evaluate_orders(engine: Engine, layer: str, orders: Sequence[np.ndarray],
-                     counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[list[list[int]]]]:
+def _evaluate_orders(engine: Engine, layer: str, orders: Sequence[np.ndarray], counts: np.ndarray,
+                     full: bool = False) -> tuple[np.ndarray, np.ndarray, list[list[list[int]]]] | tuple:
     """Accuracy and loss (orders x points) and the removed units, for every order at every count:
-    all masks stacked into ONE ``Engine.evaluate_masks`` call."""
+    all masks stacked into ONE ``Engine.evaluate_masks`` call. ``full``: also the unmasked network's
+    accuracy (one more row of the same call; 4th value)."""
     units = engine.units(layer)
-    keep = np.ones((len(orders), len(counts), units), dtype=np.float32)
+    keep = np.ones((len(orders) * len(counts) + int(full), units), dtype=np.float32)
     removed = []
     for o, order in enumerate(orders):
         removed.append([])
         for p, n in enumerate(counts):
-            keep[o, p, order[:n]] = 0.0
+            keep[o * len(counts) + p, order[:n]] = 0.0
             removed[-1].append([int(u) for u in order[:n]])
-    result = engine.evaluate_masks(layer, keep.reshape(-1, units))
+    result = engine.evaluate_masks(layer, keep)
     shape = (len(orders), len(counts))
-    return result.accuracy.reshape(shape), result.loss.reshape(shape), removed
+    size = len(orders) * len(counts)
+    out = result.accuracy[:size].reshape(shape), result.loss[:size].reshape(shape), removed
+    return (*out, float(result.accuracy[-1])) if full else out
 
 
 def layer_curve(engine: Engine, layer: str, ranking: Ranking | np.ndarray, counts: Sequence[int] | None = None,
@@ -238,13 +241,15 @@ def random_scores(units: int, seed: int) -> np.ndarray:
 def random_band(engine: Engine, layer: str, seeds: int = 5, counts: Sequence[int] | None = None,
                 direction: str = "least", first_seed: int = 0) -> RandomBand:
     """``seeds`` random removal orders (seeds first_seed, first_seed+1, ...), all in one batched call."""
-    band, = _layer_curves(engine, layer, [], seeds, counts, direction, first_seed)[1:]
+    band = _layer_curves(engine, layer, [], seeds, counts, direction, first_seed)[1]
     return band
 
 
 def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.ndarray], seeds: int,
-                  counts: Sequence[int] | None, direction: str, first_seed: int = 0) -> tuple[list[Curve], RandomBand]:
-    """Curves of every ranking plus the random band: every mask of every order in ONE engine call."""
+                  counts: Sequence[int] | None, direction: str, first_seed: int = 0,
+                  full: bool = False) -> tuple:
+    """Curves of every ranking plus the random band: every mask of every order in ONE engine call
+    (``full``: and the unmasked accuracy from the same call, as a third value)."""
     seeds = check_seeds(seeds)
     units = engine.units(layer)
     counts = check_counts(counts, units)
@@ -252,12 +257,12 @@ def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.nd
     orders = [removal_order(scores, direction) for scores, _, _ in resolved]
     seed_list = list(range(first_seed, first_seed + seeds))
     orders += [removal_order(random_scores(units, s), direction) for s in seed_list]
-    accuracy, loss, removed = _evaluate_orders(engine, layer, orders, counts)
+    accuracy, loss, removed, *full_accuracy = _evaluate_orders(engine, layer, orders, counts, full)
     k = len(resolved)
     curves = [Curve(label, layer, counts, accuracy[i], loss[i], removed[i], direction, method, units)
               for i, (_, label, method) in enumerate(resolved)]
     band = RandomBand(layer, counts, seed_list, accuracy[k:], loss[k:], removed[k:], direction, units)
-    return curves, band
+    return (curves, band, *full_accuracy)
 
 
 @dataclass
@@ -394,9 +399,8 @@ def curve_set(engine: Engine, layer: str, methods: Sequence[str | Ranking], seed
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'least' or 'most' (got {direction!r})")
     rankings = resolve_methods(engine, layer, methods, params, rank_engine, progress)
-    curves, band = _layer_curves(engine, layer, rankings, seeds, counts, direction)
-    return CurveSet(layer, direction, curves, band, engine.evaluate().accuracy, engine.units(layer),
-                    engine.data.split)
+    curves, band, full = _layer_curves(engine, layer, rankings, seeds, counts, direction, full=True)
+    return CurveSet(layer, direction, curves, band, full, engine.units(layer), engine.data.split)
 
 
 # --- whole network (paper B Fig. 5) and the sensitivity grid (paper B Fig. 4) --------------------------
@@ -617,6 +621,7 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
 
 # --- plotly figures -----------------------------------------------------------------------------------
 
+MIRROR_SUFFIX = " (most important first)"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -632,7 +637,8 @@ def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str |
     """Accuracy vs units removed (a layer) or pruning rate (whole network): one line per method, the
     random band (min-max over seeds) shaded with its mean dashed; ``mirror`` adds the
     most-important-first curves dotted. Hover shows the units removed at each point; each point's
-    ``customdata`` is [label, point index] (the page uses it to carry a mask to the toggles page)."""
+    ``customdata`` is [trace name, point index, units off] (the page uses it to carry a mask to the
+    toggles page; a mirror trace's name ends in MIRROR_SUFFIX)."""
     import plotly.graph_objects as go
 
     network = curves.whole_network
@@ -650,11 +656,11 @@ def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str |
         if group is None:
             continue
         for i, curve in enumerate(group.curves):
-            suffix = " (most important first)" if group.direction == "most" and mirror is not None else ""
+            suffix = MIRROR_SUFFIX if group.direction == "most" and mirror is not None else ""
             fig.add_scatter(
                 x=x_of(curve), y=curve.accuracy * 100, mode="lines+markers", name=curve.label + suffix,
                 line=dict(color=COLORS[i % len(COLORS)], dash=dash), marker=dict(size=5),
-                customdata=[[curve.label, p, _hover(curve, p)] for p in range(len(curve.counts))],
+                customdata=[[curve.label + suffix, p, _hover(curve, p)] for p in range(len(curve.counts))],
                 hovertemplate=(f"<b>{curve.label}{suffix}</b><br>"
                                + ("rate %{x:.0f}%" if network else "%{x} removed")
                                + ": %{y:.2f}%<br>off: %{customdata[2]}<extra></extra>"))

@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 import core  # noqa: F401  first, whole (see explorer.py)
-from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, curve_set, curves_figure, network_curves,
+from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_set, curves_figure, network_curves,
                          sensitivity_figure, sensitivity_grid)
 from core.rankings import rank
 from ui.rankings import known_rankings, remember_ranking
@@ -144,7 +144,12 @@ with friendly_errors():
                tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
         result = memo(key, lambda: curve_set(engine, scope, entries, seeds=seeds, direction=direction))
 
-    event = st.plotly_chart(curves_figure(result), width="stretch", key="curves_chart", on_select="rerun",
+    mirror = None
+    if scope != ALL_LAYERS and direction == "least" and st.checkbox(
+            "Overlay the mirror curves (most important removed first, dotted)", key="curves_mirror"):
+        mirror = memo(key[:-1] + ("most",),
+                      lambda: curve_set(engine, scope, entries, seeds=seeds, direction="most"))
+    event = st.plotly_chart(curves_figure(result, mirror), width="stretch", key="curves_chart", on_select="rerun",
                             selection_mode="points")
     st.markdown("**Summary** — area: mean accuracy over the removal range (higher = the ranking keeps more); "
                 "max rate within 1 pt: how much can go before accuracy drops more than 1 point; above/below "
@@ -155,11 +160,20 @@ with friendly_errors():
         st.subheader("Carry a mask to Live toggles")
         points = (event.selection.get("points") or []) if event is not None and hasattr(event, "selection") else []
         clicked = next((p for p in points if p.get("customdata")), None)
-        labels = [c.label for c in result.curves] + [f"Random (seed {s})" for s in result.random.seeds]
+        sets = {"": result, MIRROR_SUFFIX: mirror} if mirror is not None else {"": result}
+        labels = [c.label + suffix for suffix, group in sets.items() for c in group.curves]
+        labels += [f"Random (seed {s})" for s in result.random.seeds]
+
+        def curve_of(name: str):
+            """(curve set, label) of a picker or trace name."""
+            if name.endswith(MIRROR_SUFFIX) and mirror is not None:
+                return mirror, name[:-len(MIRROR_SUFFIX)]
+            return result, name
         if clicked is not None and st.session_state.get("_curves:last_click") != clicked["customdata"][:2]:
             st.session_state["_curves:last_click"] = clicked["customdata"][:2]  # a new click sets the pickers below
+            group, name = curve_of(clicked["customdata"][0])
             st.session_state["carry_label"] = clicked["customdata"][0]
-            st.session_state["carry_n"] = int(result.counts_at(clicked["customdata"][0], clicked["customdata"][1]))
+            st.session_state["carry_n"] = group.counts_at(name, int(clicked["customdata"][1]))
         if st.session_state.get("carry_label") not in labels:
             st.session_state["carry_label"] = labels[0]
         left, middle, right = st.columns([2, 1, 1.4], vertical_alignment="bottom")
@@ -167,8 +181,9 @@ with friendly_errors():
         if not 0 <= st.session_state.get("carry_n", -1) <= result.units:
             st.session_state["carry_n"] = min(5, result.units)
         n = middle.number_input("Units removed (n)", 0, result.units, step=1, key="carry_n")
-        units_off = result.removal(label, int(n))
-        point = result.get(label)
+        group, name = curve_of(label)
+        units_off = group.removal(name, int(n))
+        point = group.get(name)
         index = [int(c) for c in point.counts].index(int(n)) if int(n) in point.counts else None
         if index is not None:
             st.caption(f"{label}, {int(n)} removed: accuracy {point.accuracy[index]:.2%}; "

@@ -74,6 +74,16 @@ def test_curves_page_other_layer_all_layers_and_sensitivity(model, digits_val):
     at.run()
     ok(at)
     assert charts(at)[0]["layout"]["xaxis"]["title"]["text"] == "units removed (of 25)"
+    at.checkbox(key="curves_mirror").check()
+    at.run()
+    ok(at)
+    assert any(t["name"] == "L1 norm (most important first)" and t["line"]["dash"] == "dot" for t in charts(at)[0]["data"])
+    next(s for s in at.selectbox if s.label == "Curve").set_value("L1 norm (most important first)")
+    next(n for n in at.number_input if n.label == "Units removed (n)").set_value(3)
+    at.run()
+    l1 = core.rank(model, digits_val, "fc2", "l1")
+    caption = next(c.value for c in at.caption if "units off:" in c.value)
+    assert caption.endswith("units off: " + ", ".join(map(str, l1.top(3))))  # the mirror removes the top units
     next(s for s in at.selectbox if s.label == "Curve").set_value("Random (seed 3)")
     next(n for n in at.number_input if n.label == "Units removed (n)").set_value(10)
     at.run()

@@ -108,7 +108,7 @@ def test_curve_set_stacks_every_method_and_seed_into_one_engine_call(engine, l1,
     taylor = core.rank(engine.model, engine.data, "conv2", "taylor", engine=engine)  # computed before the spy
     monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
     result = curve_set(engine, "conv2", [l1["conv2"], taylor, scores, "l1"], seeds=5)
-    assert calls == [((3 + 5) * 21, 20)]  # L1 given twice (as a Ranking and by name) counts once
+    assert calls == [((3 + 5) * 21 + 1, 20)]  # + the unmasked network; L1 given twice (Ranking, name) counts once
     assert [c.label for c in result.curves] == ["L1 norm", "Taylor (grad x act)", "scores"]
     alone = core.layer_curve(engine, "conv2", taylor)
     assert np.array_equal(result.get("Taylor (grad x act)").accuracy, alone.accuracy)
