@@ -68,12 +68,14 @@ def load_checkpoint(source: str | os.PathLike | bytes, map_location: str | torch
         culprit = _pickled_global(raw) or (_first_unsupported(str(exc)) if "GLOBAL" in str(exc)
                                            or "Unsupported global" in str(exc) else None)
         if culprit is None:
-            raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or not a torch file)") from None
+            raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or not a torch file): "
+                                  "choose a .pt file saved by `python -m core train` or core.save_checkpoint") from None
         raise CheckpointError(f"refused {label}: it holds Python objects, not just weights, and loading it "
                               f"could run code (it imports {culprit})") from None
     except Exception as exc:  # zip/EOF/runtime errors all mean "not a readable checkpoint"
-        raise CheckpointError(f"{label} is not a readable PyTorch checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'corrupt'})") from None
+        # the loader's own words (an IndexError, a zip offset) mean nothing to a user: say what to do
+        raise CheckpointError(f"{label} is not a readable PyTorch checkpoint (corrupt or not a torch file): "
+                              "choose a .pt file saved by `python -m core train` or core.save_checkpoint") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{label} is not a Neuron Ranking Explorer checkpoint (no metadata); "
                               f"create one with `python -m core train`")

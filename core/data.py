@@ -298,6 +298,21 @@ def image_to_tensor(img: Image.Image, input_shape: Sequence[int]) -> tuple[torch
     return tensor.contiguous(), " -> ".join(steps)
 
 
+def read_image(content: bytes, name: str, input_shape: Sequence[int]) -> tuple[torch.Tensor, str]:
+    """An uploaded file's bytes as the model's input (see ``image_to_tensor``); a file that is not an image
+    PIL can decode (or is absurdly large) is a DataError that names the file and says what to do."""
+    import io
+
+    from PIL import UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            img.load()
+            return image_to_tensor(img, input_shape)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        raise DataError(f"{name} is not an image this app can read: upload a PNG or JPEG picture") from None
+
+
 def convert_images(images: torch.Tensor, input_shape: Sequence[int]) -> torch.Tensor:
     """Batch conversion of channels and size (grayscale <-> RGB, bilinear resize)."""
     channels, height, width = input_shape

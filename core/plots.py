@@ -37,6 +37,20 @@ def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Virid
     return [palette[(m * 255).round().astype(int)] for m in normed]
 
 
+def class_profile_thumbnails(acts: torch.Tensor, labels: torch.Tensor, classes: int, size: int = 64) -> list[np.ndarray]:
+    """One small bar chart per fc unit: its mean activation on each class's images (class 0 at the left),
+    bars scaled to the unit's own largest class, so a unit's class preference shows at a glance."""
+    acts = torch.as_tensor(acts).detach().float().cpu().flatten(1)
+    labels = torch.as_tensor(labels).cpu()
+    means = torch.stack([acts[labels == c].mean(0) if (labels == c).any() else torch.zeros(acts.shape[1])
+                         for c in range(classes)], 1)  # (units, classes)
+    top = means.amax(1, keepdim=True)
+    heights = (means.clamp(min=0) / torch.where(top > 0, top, torch.ones_like(top)) * classes).round()
+    rows = torch.arange(classes, 0, -1).view(1, classes, 1)  # row r is filled where a bar reaches it
+    bars = (heights.unsqueeze(1) >= rows).float()  # (units, classes, classes)
+    return heat_thumbnails(bars, size=size)
+
+
 def _rgb(color: str) -> tuple[int, int, int]:
     if color.startswith("#"):
         return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]

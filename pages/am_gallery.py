@@ -51,7 +51,7 @@ with friendly_errors():
         for column, unit in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             rank_number = order.index(unit) + 1
             column.image(to_display(result.images[unit], size=140),
-                         caption=f"#{rank_number} · unit {unit} · {ranking.scores[unit]:.3g}", width="stretch")
+                         caption=f"rank {rank_number} · unit {unit} · score {ranking.scores[unit]:.3g}", width="stretch")
 
     st.divider()
     st.subheader("One unit up close")

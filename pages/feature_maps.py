@@ -1,9 +1,8 @@
 """Ranked feature maps (paper A Fig. 1): what each unit of the layer sees in one image, best first."""
 import streamlit as st
-from PIL import Image, UnidentifiedImageError
 
 import core  # first: loads the whole library at once (see explorer.py)
-from core.data import image_to_tensor
+from core.data import read_image
 from core.rankings.plots import feature_map_grid, feature_maps
 from ui.rankings import known_rankings
 from ui.state import friendly_errors, selection
@@ -23,10 +22,7 @@ with friendly_errors():
         upload = st.file_uploader("Any size or colour mode; it is converted to the model's input",
                                   type=["png", "jpg", "jpeg"])
         if upload is not None:
-            try:
-                image, conversion = image_to_tensor(Image.open(upload), chosen.meta.input_shape)
-            except (UnidentifiedImageError, OSError) as exc:
-                raise ValueError(f"cannot read {upload.name} as an image ({exc})") from None
+            image, conversion = read_image(upload.getvalue(), upload.name, chosen.meta.input_shape)
             st.caption(f"Conversion: {conversion}")
     if image is None:
         st.info("Upload an image to see its feature maps.")

@@ -2,28 +2,32 @@
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
-from core.plots import confusion_figure, heat_thumbnails, per_class_figure
+from core.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
 from ui.rankings import known_rankings
 from ui.state import Selection, friendly_errors, selection
 
 PAGE_SIZE = 60
-COLUMNS = 12
+COLUMNS = 8
 
 chosen = selection()
 st.title(f"Live toggles — {chosen.layer}")
-st.caption("Each switch is one unit (a conv filter or an fc neuron); its thumbnail is the unit's mean activation "
-           "map over the evaluation images (each scaled to its own range; fc units: one shade on a layer-wide scale). "
-           "Turning a unit off is exactly removing it from the network.")
+st.caption("Each switch is one unit (a conv filter or an fc neuron). Conv thumbnails: the filter's mean feature map "
+           "over the evaluation images (yellow = strong). fc thumbnails: one bar per class, the neuron's mean "
+           "activation on that class's images (class 0 at the left). Turning a unit off is exactly removing it "
+           "from the network.")
 
 
-@st.cache_data(show_spinner="Computing feature-map thumbnails…", max_entries=32)
+@st.cache_data(show_spinner="Computing unit thumbnails…", max_entries=32)
 def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, split: str) -> list:
-    acts = _chosen.engine(split).activations(layer)
+    engine = _chosen.engine(split)
+    acts = engine.activations(layer)
+    if acts.dim() == 2:  # an fc layer: one number per image, so show what each neuron prefers by class
+        return class_profile_thumbnails(acts, engine.data.labels, len(engine.data.class_names), size=96)
     return heat_thumbnails(acts.mean(0), size=96, per_map=True)
 
 
-def off_key() -> str:
-    return f"off:{chosen.model_key}:{chosen.dataset}:{chosen.layer}"
+def off_key(layer: str) -> str:
+    return f"off:{chosen.model_key}:{chosen.dataset}:{layer}"
 
 
 def unit_key(i: int) -> str:
@@ -32,16 +36,25 @@ def unit_key(i: int) -> str:
 
 def off_units() -> set[int]:
     # Kept under a plain key: widget state of units on other pages of a wide layer would be dropped.
-    return st.session_state.setdefault(off_key(), set())
+    return st.session_state.setdefault(off_key(chosen.layer), set())
 
 
 def set_units(off: set[int]) -> None:
-    st.session_state[off_key()] = set(off)
+    st.session_state[off_key(chosen.layer)] = set(off)
 
 
 def flip(i: int) -> None:
-    off = off_units()
-    off.discard(i) if st.session_state[unit_key(i)] else off.add(i)
+    # statements, not a conditional expression: Streamlit's magic would write a bare expression's value
+    if st.session_state[unit_key(i)]:
+        off_units().discard(i)
+    else:
+        off_units().add(i)
+
+
+def change(text: str, colour: str = "normal") -> dict:
+    """st.metric delta arguments; a change that rounds to nothing gets no coloured arrow."""
+    unchanged = text.lstrip("+-").rstrip(" pts").strip("0.") == ""
+    return {"delta": text, "delta_color": "off" if unchanged else colour, "delta_arrow": "off" if unchanged else "auto"}
 
 
 @st.fragment
@@ -64,14 +77,21 @@ def panel(split: str) -> None:
         full, masked = engine.evaluate(), engine.evaluate({chosen.layer: off})
         m1, m2, m3 = st.columns(3)
         m1.metric(f"Accuracy ({split}, {full.n} images)", f"{masked.accuracy:.2%}",
-                  delta=f"{(masked.accuracy - full.accuracy) * 100:+.2f} pts", delta_color="normal")
+                  **change(f"{(masked.accuracy - full.accuracy) * 100:+.2f} pts"))
         m2.metric("Units off", f"{len(off)} / {units}")
-        m3.metric("Loss", f"{masked.loss:.3f}", delta=f"{masked.loss - full.loss:+.3f}", delta_color="inverse")
+        m3.metric("Loss", f"{masked.loss:.3f}", **change(f"{masked.loss - full.loss:+.3f}", "inverse"))
+        elsewhere = {layer: len(st.session_state.get(off_key(layer), ())) for layer in engine.layers
+                     if layer != chosen.layer and st.session_state.get(off_key(layer))}
+        if elsewhere:
+            listed = ", ".join(f"{n} in {layer}" for layer, n in elsewhere.items())
+            st.caption(f"Only {chosen.layer}'s switches apply here. Units you switched off in other layers "
+                       f"({listed}) are remembered and come back when you pick that layer again.")
 
-        switches(units, split)
-        left, right = st.columns(2)
-        left.plotly_chart(per_class_figure(masked.per_class, engine.data.class_names, full.per_class),
-                          width="stretch", key="per_class")
+        left, right = st.columns([3, 2])  # the results stay beside the switches, in view on wide layers too
+        with left:
+            switches(units, split)
+        right.plotly_chart(per_class_figure(masked.per_class, engine.data.class_names, full.per_class),
+                           width="stretch", key="per_class")
         right.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
                            key="confusion")
 

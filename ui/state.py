@@ -19,6 +19,7 @@ from core.checkpoint import ASSETS
 from core.data import DATASETS, DataSplit
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
+DIGITS_SHAPE = (1, 28, 28)
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError)
 
 
@@ -30,7 +31,9 @@ def cached_model(source: str, content: bytes | None = None, pretrained: bool = T
 
 @st.cache_resource(show_spinner="Loading data…", max_entries=16)
 def cached_dataset(name: str, split: str, root: str | None, input_shape: tuple, limit: int | None) -> DataSplit:
-    shape = input_shape if name == "imagefolder" else None
+    # ImageFolder images come in any size; the embedded digits are converted to any model's input, so
+    # every model (a torchvision one offline too) has something to explore
+    shape = input_shape if name in ("imagefolder", "digits") else None
     return core.load_dataset(name, split, root or None, input_shape=shape, limit=limit)
 
 
@@ -84,6 +87,8 @@ def sidebar() -> Selection | None:
         model = _chosen_model(choice, shipped)
     except USER_ERRORS as exc:
         st.sidebar.error(str(exc))
+        st.warning("This model cannot be used — the sidebar says why. Choose another file, or pick a shipped "
+                   "checkpoint in the sidebar's Model list.")
         return None
     if model is None:
         st.info("Choose a model in the sidebar to begin.")
@@ -91,11 +96,17 @@ def sidebar() -> Selection | None:
     model_key = model.meta.sha256 or model.meta.source
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
         st.session_state["_dataset_for"] = model_key
-        st.session_state["_keep:dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "imagefolder"
+        st.session_state["_keep:dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "digits"
     dataset = st.sidebar.selectbox("Dataset", DATASETS, **_sticky("dataset", options=DATASETS),
                                    help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
                                         "The others read their usual files from the data folder.")
     root = None
+    if dataset == "digits" and tuple(model.meta.input_shape) != DIGITS_SHAPE:
+        shape = "x".join(map(str, model.meta.input_shape))
+        st.sidebar.info(f"The digits are converted to this model's {shape} input (enlarged, grey copied to "
+                        f"colour) so that it can be explored offline. It was not trained on digits: its accuracy "
+                        f"here means nothing, but feature maps, AM images and weight rankings are real. For real "
+                        f"accuracy choose ImageFolder with images of its own classes.")
     if dataset != "digits":
         root = st.sidebar.text_input("Data folder", **_sticky("data_root", default="data"),
                                      help="MNIST: <folder>/MNIST/raw; CIFAR-10: <folder>/cifar-10-batches-py; "

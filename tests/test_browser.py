@@ -1,0 +1,150 @@
+"""The app in a real browser (Debian's chromium) against a real ``streamlit run explorer.py``: what AppTest
+cannot see — the front end, concurrent script threads, fast reruns, deep links, uploads, several users.
+
+Run alone: ``python3 tasks.py test -m browser`` (about two minutes)."""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import core
+from tests.browser import (CHROMIUM, FLAGS, PAGES, metric, nav, need_chromium, open_page, problems, stray_none,
+                           streamlit_server, wait_idle)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(browser):
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def accuracy_after(off: dict) -> str:
+    return f"{core.evaluate(core.load_model(), core.load_dataset('digits', 'test'), off=off).accuracy:.2%}"
+
+
+def check_every_page(page, url: str) -> None:
+    open_page(page, url)
+    for name in PAGES:
+        open_page(page, "", name)
+        assert not problems(page), (name, problems(page))
+        titles = page.locator("h1").all_inner_texts()
+        assert titles and all(t.strip() and t.strip() != "None" for t in titles), (name, titles)
+        assert not stray_none(page), name
+
+
+def test_every_page_loads_from_the_sidebar(page, app_url):
+    check_every_page(page, app_url)
+
+
+@pytest.mark.parametrize("delay", [1.0, 1.75, 2.5])
+def test_an_early_click_on_a_fresh_server_leaves_every_page_working_for_everyone(browser, delay):
+    with streamlit_server() as url:
+        first = browser.new_context().new_page()
+        first.goto(url)
+        first.get_by_text("Starting the explorer").wait_for(timeout=60_000)  # a sign of life from the first paint
+        first.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=120_000)
+        first.wait_for_timeout(delay * 1000)  # the overview is still running: click while it does
+        nav(first, "Live toggles").click()
+        wait_idle(first)
+        assert not problems(first), problems(first)
+        second = browser.new_context().new_page()  # another user, after the race
+        check_every_page(second, url)
+        first.context.close()
+        second.context.close()
+
+
+def test_a_toggle_click_changes_the_accuracy_shown(page, app_url):
+    open_page(page, app_url, "Live toggles")
+    before = metric(page, "Accuracy")
+    assert before == accuracy_after({})
+    start = time.perf_counter()
+    page.locator("[data-testid='stCheckbox']").first.click()  # unit 0 of conv1
+    page.wait_for_function(f"""() => [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+                                     .some(e => e.innerText.trim() !== {before!r} && e.innerText.includes('%'))""",
+                           timeout=60_000)
+    print(f"\nclick to updated accuracy: {time.perf_counter() - start:.2f} s")
+    wait_idle(page)
+    assert metric(page, "Accuracy") == accuracy_after({"conv1": [0]})
+    assert metric(page, "Units off") == "1 / 10"
+    assert not stray_none(page) and not problems(page)
+    assert page.locator("h1").first.inner_text().startswith("Live toggles")
+
+
+def test_a_deep_link_as_the_first_request_to_a_fresh_server_shows_the_full_navigation(browser):
+    with streamlit_server() as url:
+        page = browser.new_page()
+        page.goto(f"{url}/toggle")
+        page.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=120_000)
+        wait_idle(page)
+        links = [t.strip() for t in page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()]
+        assert all(any(name in link for link in links) for name in PAGES), links
+        assert page.locator("h1").first.inner_text().startswith("Live toggles")
+        assert not problems(page)
+        page.close()
+
+
+def upload(page, name: str, content: bytes) -> None:
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        {"name": name, "mimeType": "image/png", "buffer": content})
+    page.wait_for_timeout(500)
+    wait_idle(page)
+
+
+def test_uploading_a_real_image_and_a_non_image(page, app_url):
+    open_page(page, app_url, "Ranked feature maps")
+    page.get_by_text("Upload a PNG/JPEG").click()
+    wait_idle(page)
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 52, 3), dtype=np.uint8)).save(photo, "PNG")
+    upload(page, "photo.png", photo.getvalue())
+    assert page.get_by_text("Conversion: 52x40 RGB").count() == 1
+    assert not problems(page)
+    assert page.locator("[data-testid='stPlotlyChart']").count() >= 1  # the feature maps
+    upload(page, "noise.png", np.random.default_rng(1).bytes(3000))
+    shown = problems(page)
+    assert any("noise.png is not an image this app can read" in text for text in shown), shown
+    assert not any("UploadedFile" in text or "Traceback" in text for text in shown), shown
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_two_browsers_keep_their_own_masks(browser, app_url):
+    first, second = (browser.new_context().new_page() for _ in range(2))
+    for page in (first, second):
+        open_page(page, app_url, "Live toggles")
+    first.locator("[data-testid='stCheckbox']").nth(0).click()
+    wait_idle(first)
+    for unit in (1, 2):
+        second.locator("[data-testid='stCheckbox']").nth(unit).click()
+        wait_idle(second)
+    first.locator("[data-testid='stCheckbox']").nth(5).click()  # a rerun of the first session after the second's
+    wait_idle(first)
+    assert metric(first, "Units off") == "2 / 10"
+    assert metric(first, "Accuracy") == accuracy_after({"conv1": [0, 5]})
+    assert metric(second, "Units off") == "2 / 10"
+    assert metric(second, "Accuracy") == accuracy_after({"conv1": [1, 2]})
+    first.context.close()
+    second.context.close()
