@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -39,6 +40,17 @@ def environment(kind: str) -> Path:
     return python
 
 
+def chromium() -> None:
+    """The browser tests drive Debian's chromium: install it when missing and we may (root with apt-get);
+    otherwise they skip, saying why."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    print("Installing Debian's chromium for the browser tests", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.run(["apt-get", "update", "-q"], **quiet).returncode == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], **quiet)
+
+
 def main() -> int:
     kind = sys.argv[1] if len(sys.argv) > 1 else ""
     if kind not in REQUIREMENTS:
@@ -48,6 +60,7 @@ def main() -> int:
     if kind == "app":
         command = [python, "-m", "streamlit", "run", "explorer.py", *sys.argv[2:]]
     else:
+        chromium()
         command = [python, "-m", "pytest", "-q", *sys.argv[2:]]
     return subprocess.call(command, cwd=ROOT)
 

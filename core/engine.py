@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -49,6 +50,19 @@ class BatchResult:
 
     accuracy: np.ndarray
     loss: np.ndarray
+
+
+_MODEL_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.Lock:
+    """One lock per model object, shared by every Engine on it (hooked passes of one model never overlap)."""
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.Lock()
+        return lock
 
 
 def keep_vector(units: int, off: Iterable[int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -135,8 +149,10 @@ class Engine:
         loss = float(F.cross_entropy(logits, labels))
         predicted = logits.argmax(1)
         classes = len(self.data.class_names)
-        confusion = torch.bincount(labels * classes + predicted, minlength=classes * classes)
-        confusion = confusion.view(classes, classes).cpu().numpy()
+        # a model with more classes than the data (ImageNet on digits) predicts outside them: one "other" column
+        columns = classes + 1 if logits.shape[1] > classes else classes
+        confusion = torch.bincount(labels * columns + predicted.clamp(max=columns - 1), minlength=classes * columns)
+        confusion = confusion.view(classes, columns).cpu().numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = np.diag(confusion) / confusion.sum(1)
         return EvalResult(float((predicted == labels).float().mean()), loss, per_class, confusion,
@@ -325,16 +341,25 @@ class Engine:
         return masks
 
     def _hooked_logits(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Any model: a full forward pass with the masks applied by forward hooks."""
+        """Any model: a full forward pass with the masks applied by forward hooks.
+
+        The hooks sit on the shared model, so they are made safe for concurrent sessions: one lock
+        per model serializes hooked passes (two engines on one model included), and each hook masks
+        only in the thread that registered it, so a hook-free pass running in another thread at the
+        same time (feature maps, AM) never sees this call's masks."""
         masks = self._couple(masks)
-        handles = []
-        for layer, keep in masks.items():
-            handles.append(mask_point(self.model, layer).register_forward_hook(
-                lambda _m, _i, out, keep=keep: out * _broadcast(keep.to(out.dtype), out)))
-        try:
-            images = self.data.images
-            return torch.cat([self.model(images[s].to(self.device))
-                              for s in self._batches(len(images), images[0].numel())])
-        finally:
-            for handle in handles:
-                handle.remove()
+        owner = threading.get_ident()
+
+        def hook(_m, _i, out, keep):
+            return out * _broadcast(keep.to(out.dtype), out) if threading.get_ident() == owner else None
+
+        with _model_lock(self.model):
+            handles = [mask_point(self.model, layer).register_forward_hook(
+                lambda m, i, out, keep=keep: hook(m, i, out, keep)) for layer, keep in masks.items()]
+            try:
+                images = self.data.images
+                return torch.cat([self.model(images[s].to(self.device))
+                                  for s in self._batches(len(images), images[0].numel())])
+            finally:
+                for handle in handles:
+                    handle.remove()

@@ -76,7 +76,8 @@ def confusion_figure(confusion: np.ndarray, class_names: Sequence[str]) -> go.Fi
     totals = confusion.sum(1, keepdims=True).clip(min=1)
     rates = confusion / totals
     names = list(class_names)
-    fig = go.Figure(go.Heatmap(z=rates * 100, x=names, y=names, colorscale="Blues", zmin=0, zmax=100,
+    predicted = names + ["other"] * (confusion.shape[1] - len(names))  # the model's classes beyond the data's
+    fig = go.Figure(go.Heatmap(z=rates * 100, x=predicted, y=names, colorscale="Blues", zmin=0, zmax=100,
                                customdata=confusion, colorbar=dict(title="% of row"),
                                hovertemplate="true %{y} → predicted %{x}<br>%{customdata} images (%{z:.1f}%)<extra></extra>"))
     if len(names) <= 20:

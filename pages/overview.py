@@ -46,6 +46,6 @@ with friendly_errors():
     columns = st.columns(8)
     for slot, index in enumerate(range(0, step * SAMPLES, step)[:len(data)]):
         truth = data.class_names[int(data.labels[index])]
-        predicted = data.class_names[int(result.predictions[index])]
+        predicted = meta.class_names[int(result.predictions[index])]  # the model's classes (ImageNet on digits too)
         caption = f"✓ {predicted}" if truth == predicted else f"✗ {predicted} (true {truth})"
         columns[slot % 8].image(to_display(data.images[index]), caption=caption, width="stretch")

@@ -125,3 +125,36 @@ def test_sidebar_choices_survive_switching_pages():
     at.run()
     assert at.title[0].value == "Live toggles — fc1"
     assert len(at.toggle) == 60  # fc1 has 100 units: paged
+
+
+def test_a_torchvision_model_offline_is_explored_on_the_converted_digits():
+    """No internet, no ImageNet folder: the digits, converted to its 3x224x224 input, said plainly."""
+    at = open_page()
+    at.sidebar.selectbox(key="model_choice").set_value("torchvision model…").run()
+    at.sidebar.checkbox(key="tv_pretrained").uncheck().run()
+    at.sidebar.text_input(key="tv_name").input("mobilenet_v3_small").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.sidebar.selectbox(key="dataset").value == "digits"
+    assert any("converted to this model's 3x224x224 input" in i.value and "means nothing" in i.value
+               for i in at.sidebar.info)
+    assert any(m.label.startswith("Test accuracy") for m in at.metric)
+
+
+def test_a_corrupt_checkpoint_says_what_to_do_in_the_sidebar_and_the_page(tmp_path):
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 40)
+    at = open_page()
+    at.sidebar.selectbox(key="model_choice").set_value("Checkpoint path…").run()
+    at.sidebar.text_input(key="ckpt_path").input(str(noise)).run()
+    assert not at.exception
+    message = at.sidebar.error[0].value
+    assert "not a readable PyTorch checkpoint" in message and "choose a .pt file" in message
+    assert "Error" not in message and "index" not in message  # no loader internals (IndexError: list index...)
+    assert any("the sidebar says why" in w.value for w in at.warning)
+
+
+def test_the_overview_says_where_to_start():
+    at = open_page()
+    assert any("Where to start" in m.value for m in at.markdown)
+    links = [link.proto.page for link in at.get("page_link")]
+    assert "toggle" in links and "rankings" in links, links
