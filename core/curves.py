@@ -29,6 +29,7 @@ DIRECTIONS = ("least", "most")  # remove the least important first (the pruning 
 FULL_GRID_MAX = 64  # layers up to this many units get every count 0..N; wider ones a grid of GRID_POINTS
 GRID_POINTS = 33
 MIN_SEEDS, MAX_SEEDS = 5, 100
+STACK_LIMIT = 256  # masks per batched engine call when several curves are evaluated together
 
 
 @dataclass
@@ -134,23 +135,40 @@ def check_rates(rates: Sequence[float], allow_one: bool = False) -> np.ndarray:
 
 
 def _evaluate_orders(engine: Engine, layer: str, orders: Sequence[np.ndarray], counts: np.ndarray,
-                     full: bool = False) -> tuple[np.ndarray, np.ndarray, list[list[list[int]]]] | tuple:
-    """Accuracy and loss (orders x points) and the removed units, for every order at every count:
-    all masks stacked into ONE ``Engine.evaluate_masks`` call. ``full``: also the unmasked network's
-    accuracy (one more row of the same call; 4th value)."""
+                     full: bool = False) -> tuple:
+    """Accuracy and loss (orders x points) and the removed units, for every order at every count.
+
+    The masks of whole curves are stacked into batched ``Engine.evaluate_masks`` calls: one call for
+    everything up to STACK_LIMIT masks, else as many whole curves per call as fit (a curve is never
+    split; past a few hundred masks the engine's image chunks get so small that one huge stack is
+    slower, see benchmarks/bench_curves.py). ``full``: also the unmasked network's accuracy, from
+    one more row of the first call (4th value)."""
     units = engine.units(layer)
-    keep = np.ones((len(orders) * len(counts) + int(full), units), dtype=np.float32)
+    keep = np.ones((len(orders), len(counts), units), dtype=np.float32)
     removed = []
     for o, order in enumerate(orders):
         removed.append([])
         for p, n in enumerate(counts):
-            keep[o * len(counts) + p, order[:n]] = 0.0
+            keep[o, p, order[:n]] = 0.0
             removed[-1].append([int(u) for u in order[:n]])
-    result = engine.evaluate_masks(layer, keep)
+    per_call = max(1, STACK_LIMIT // max(1, len(counts)))
+    accuracy, loss, full_accuracy = [], [], None
+    for lo in range(0, max(1, len(orders)), per_call):
+        block = keep[lo:lo + per_call].reshape(-1, units)
+        if full and lo == 0:
+            block = np.concatenate([block, np.ones((1, units), dtype=np.float32)])
+        if not len(block):
+            continue
+        result = engine.evaluate_masks(layer, block)
+        if full and lo == 0:
+            full_accuracy = float(result.accuracy[-1])
+            result = type(result)(result.accuracy[:-1], result.loss[:-1])
+        accuracy.append(result.accuracy)
+        loss.append(result.loss)
     shape = (len(orders), len(counts))
-    size = len(orders) * len(counts)
-    out = result.accuracy[:size].reshape(shape), result.loss[:size].reshape(shape), removed
-    return (*out, float(result.accuracy[-1])) if full else out
+    out = (np.concatenate(accuracy).reshape(shape) if accuracy else np.zeros(shape),
+           np.concatenate(loss).reshape(shape) if loss else np.zeros(shape), removed)
+    return (*out, full_accuracy) if full else out
 
 
 def layer_curve(engine: Engine, layer: str, ranking: Ranking | np.ndarray, counts: Sequence[int] | None = None,

@@ -7,14 +7,14 @@ import streamlit as st
 import core  # noqa: F401  first, whole (see explorer.py)
 from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_set, curves_figure, network_curves,
                          sensitivity_figure, sensitivity_grid)
-from core.rankings import rank
+from core.rankings import METHODS, method_params, rank
 from ui.rankings import known_rankings, remember_ranking
 from ui.state import friendly_errors, selection
 
 # computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
-ON_DEMAND = {"L2 norm": ("l2", {}), "Taylor (grad x act)": ("taylor", {}), "Mean activation": ("activation", {}),
-             "Importance switches": ("switches", {}), "Shapley (sampled, 50 perms)": ("shapley", {"samples": 50})}
+ON_DEMAND = [("shapley", {"samples": 50}), ("switches", {}), ("l2", {}), ("taylor", {}), ("activation", {})]
 MAX_SEEDS_HERE = min(MAX_SEEDS, 30)
+DEFAULT_SHAPLEY_UNITS = 32  # small layers get Shapley by default (about a second); wider ones on request
 
 chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
 
@@ -35,7 +35,12 @@ def memo(key: tuple, compute):
     return store[key]
 
 
-def method_entries(layer_chosen, picked: list[str], session: dict) -> list:
+def on_demand(engine) -> dict[str, tuple[str, dict]]:
+    """label -> (method, params) of the rankings this page computes when picked (labels as core.rank gives them)."""
+    return {METHODS[m].label(method_params(m, p, engine)): (m, p) for m, p in ON_DEMAND}
+
+
+def method_entries(layer_chosen, picked: list[str], session: dict, offered: dict) -> list:
     """Rankings for the picked labels: session rankings as they are, on-demand ones computed now (and
     remembered for the other pages)."""
     entries = []
@@ -45,7 +50,7 @@ def method_entries(layer_chosen, picked: list[str], session: dict) -> list:
         if label in session:
             entries.append(session[label])
             continue
-        method, params = ON_DEMAND[label]
+        method, params = offered[label]
         engine = layer_chosen.engine("val")
 
         def report(done: int, total: int, number=todo.index(label), label=label) -> None:
@@ -114,16 +119,19 @@ with friendly_errors():
 
     here = replace(chosen, layer=scope if scope != ALL_LAYERS else chosen.layer)
     session = known_rankings(here)
-    options = list(session) + [label for label in ON_DEMAND
-                               if label not in session and ON_DEMAND[label][0] not in
-                               {r.method for r in session.values()}]
-    picked = st.multiselect("Methods", options, default=list(session),
+    offered = on_demand(here.engine("val"))
+    options = [label for label in session if label not in offered] + list(offered)  # stable as rankings get computed
+    default = list(session)
+    quick_shapley = next(label for label, (m, _) in offered.items() if m == "shapley")
+    if here.units() <= DEFAULT_SHAPLEY_UNITS and not any(r.method == "shapley" for r in session.values()):
+        default.append(quick_shapley)  # paper A's question out of the box: Shapley vs L1 vs random
+    picked = st.multiselect("Methods", options, default=default, key=f"curves_methods:{here.layer}",
                             help="Every ranking computed on the Rankings page for this layer, L1 always; the others "
                                  "are computed here when picked (progress bar). Random is always drawn as the band.")
     if not picked:
         st.info("Pick at least one method; random is drawn as the band.")
         st.stop()
-    entries = method_entries(here, picked, session)
+    entries = method_entries(here, picked, session, offered)
     engine = chosen.engine(split)
 
     if scope == ALL_LAYERS:

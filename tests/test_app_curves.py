@@ -32,7 +32,8 @@ def test_curves_page_methods_seeds_and_carry_to_live_toggles(model, digits_val, 
     at = open_page("pages/curves.py", layer="conv2")
     assert at.title[0].value == "Pruning curves"
     names = [t["name"] for t in charts(at)[0]["data"]]
-    assert names == ["random max", "random band (min-max of 5 seeds)", "Random (mean of 5 seeds)", "L1 norm"]
+    assert names == ["random max", "random band (min-max of 5 seeds)", "Random (mean of 5 seeds)", "L1 norm",
+                     "Shapley (sampled, 50 perms)"]  # small layers: Shapley by default
 
     methods = next(m for m in at.multiselect if m.label == "Methods")
     methods.set_value(["L1 norm", "Taylor (grad x act)"])  # computed on demand

@@ -269,3 +269,20 @@ def test_cli_curve_errors_are_one_line(args, message, capsys):
     assert main(["curve", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+def test_many_curves_are_stacked_in_whole_curves_per_call(engine, l1, monkeypatch):
+    calls = []
+    original = core.Engine.evaluate_masks
+
+    def spy(self, layer, keep):
+        calls.append(np.asarray(keep).shape)
+        return original(self, layer, keep)
+    monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
+    every = np.arange(101)
+    result = curve_set(engine, "fc1", [l1["fc1"]], seeds=5, counts=every)  # 6 curves x 101 points: 2 per call
+    assert calls == [(203, 100), (202, 100), (202, 100)]
+    monkeypatch.setattr(core.Engine, "evaluate_masks", original)
+    assert np.array_equal(result.curves[0].accuracy, core.layer_curve(engine, "fc1", l1["fc1"], every).accuracy)
+    assert np.array_equal(result.random.accuracy, random_band(engine, "fc1", 5, every).accuracy)
+    assert result.full_accuracy == engine.evaluate().accuracy
