@@ -81,4 +81,4 @@ def shown_units(units: int, page_size: int, page: int, query: str) -> list[int]:
 
 def grid(cells: Sequence[widgets.Widget], columns: int) -> widgets.GridBox:
     return widgets.GridBox(list(cells), layout=widgets.Layout(
-        grid_template_columns=f"repeat({columns}, minmax(0, 1fr))", grid_gap="6px 6px"))
+        grid_template_columns=f"repeat({columns}, minmax(0, 1fr))", grid_gap="6px 6px", width="99%"))

@@ -45,9 +45,11 @@ class TogglePanel(widgets.VBox):
         self.all_on_button = widgets.Button(description="All on", layout=button)
         self.invert_button = widgets.Button(description="Invert", layout=button)
         self.ranking_choice = widgets.Dropdown(options=list(self.rankings), description="Ranking",
-                                               layout=widgets.Layout(width="280px"))
+                                               style={"description_width": "initial"},
+                                               layout=widgets.Layout(width="360px"))
         self.k = widgets.BoundedIntText(value=min(5, self.units - 1), min=0, max=max(0, self.units - 1),
-                                        description="k", layout=widgets.Layout(width="120px"))
+                                        description="k", style={"description_width": "initial"},
+                                        layout=widgets.Layout(width="90px"))
         self.lowest_button = widgets.Button(description="Turn off k lowest", button_style="warning", layout=button)
         self.all_on_button.on_click(lambda _: self.set_off([]))
         self.invert_button.on_click(lambda _: self.set_off(set(range(self.units)) - self._off))
@@ -70,7 +72,7 @@ class TogglePanel(widgets.VBox):
         self.per_class_chart = go.FigureWidget(per_class_figure(self.result.per_class, names, self.baseline.per_class))
         self.confusion_chart = go.FigureWidget(confusion_figure(self.result.confusion, names))
         for chart, title in ((self.per_class_chart, "Accuracy per class"), (self.confusion_chart, "Confusion matrix")):
-            chart.update_layout(title=title, width=520, margin=dict(t=50))
+            chart.update_layout(title=title, width=480, margin=dict(t=50))
         title = widgets.HTML(f"<h3 style='margin:0'>Live toggles — {layer} ({self.units} units, "
                              f"{self.result.n} images of {data.name} {data.split})</h3>")
         controls = widgets.HBox([self.all_on_button, self.invert_button, self.ranking_choice, self.k,
