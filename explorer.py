@@ -28,6 +28,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("pages/toggle.py", title="Live toggles", icon=":material/toggle_on:"),
     st.Page("pages/rankings.py", title="Rankings", icon=":material/leaderboard:"),
+    st.Page("pages/by_hand.py", title="Shapley by hand", icon=":material/calculate:"),
     st.Page("pages/curves.py", title="Pruning curves", icon=":material/trending_down:"),
     st.Page("pages/feature_maps.py", title="Ranked feature maps", icon=":material/grid_view:"),
     st.Page("pages/am_gallery.py", title="AM gallery", icon=":material/image:"),

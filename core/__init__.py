@@ -22,6 +22,7 @@ from .am import AMResult, am_images, contact_sheet
 from .contributions import class_contributions, gamma_figure
 from .similarity import Clusters, Similarity, cluster_filters, pruning_selection, sd_figure, similarity_matrix
 from .rankings import Ranking, rank
+from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from . import plots  # noqa: E402,F401  the whole package loads at once: the app imports it before any page runs
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: E402,F401
 from .curves import (Curve, CurveSet, RandomBand, Sensitivity, curve_set, curves_figure, layer_curve,
@@ -46,7 +47,7 @@ __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "
            "DataError", "DEFAULT_CHECKPOINT", "lenet5", "vgg16", "prune_model", "model_totals",
            "image_to_tensor", "pick_device",
            "am_images", "AMResult", "contact_sheet", "class_contributions", "gamma_figure", "similarity_matrix",
-           "cluster_filters", "pruning_selection", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
+           "cluster_filters", "pruning_selection", "shapley_by_hand", "ShapleyByHand", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
 __all__ += ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "random_band", "curve_set",
             "network_curves", "sensitivity_grid", "summarize", "curves_figure", "sensitivity_figure"]
 __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "plan_from_pr", "plan_from_budget",

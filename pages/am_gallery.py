@@ -4,7 +4,8 @@ import streamlit as st
 
 import core
 from core.plots import heat_thumbnails, to_display
-from ui.rankings import known_rankings
+from ui.rankings import ranking_picker
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 PER_PAGE = 40
@@ -13,6 +14,7 @@ TOP_IMAGES = 8
 
 chosen = selection()
 st.title(f"Activation maximization — {chosen.layer}")
+explain("am_gallery")
 st.caption("Each picture is the input that makes one unit fire most (paper B Eq. 1): every unit of the layer is "
            "optimized at once from noise, with a smooth Fourier image parameterization and random shifts, zooms "
            "and rotations each step, so the patterns look natural. Tiny images are enlarged pixel by pixel.")
@@ -32,15 +34,13 @@ def am_result(steps: int, seed: int) -> core.AMResult:
 
 
 with friendly_errors():
-    rankings = known_rankings(chosen)
     a, b, c = st.columns([2, 1, 1])
-    label = a.selectbox("Order units by", list(rankings), help="Compute more rankings on the Rankings page.")
+    ranking = ranking_picker(a, chosen)
     steps = b.number_input("Optimization steps", min_value=16, max_value=2048, value=256, step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
     result = am_result(int(steps), int(seed))
-    ranking = rankings[label]
     order = [int(u) for u in ranking.order()]
-    st.caption(f"{result.units} units, most important first by **{label}**. "
+    st.caption(f"{result.units} units, most important first by **{ranking.label}**. "
                f"{result.selectivity():.0%} of the units respond more to their own image than any other unit's "
                f"image does.")
 

@@ -4,13 +4,15 @@ import streamlit as st
 import core  # first: loads the whole library at once (see explorer.py)
 from core.data import read_image
 from core.rankings.plots import feature_map_grid, feature_maps
-from ui.rankings import known_rankings
+from ui.rankings import ranking_picker
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
 with friendly_errors():
     data = chosen.data("val")
     st.title(f"Feature maps of {chosen.layer}, ordered by a ranking")
+    explain("feature_maps")
 
     source = st.radio("Image", ["From the dataset", "Upload a PNG/JPEG"], horizontal=True)
     image = None
@@ -30,10 +32,8 @@ with friendly_errors():
     pixels = image.permute(1, 2, 0).numpy()
     st.image(pixels[..., 0] if pixels.shape[2] == 1 else pixels, width=140, clamp=True, caption="model input")
 
-    rankings = known_rankings(chosen)
-    label = st.selectbox("Order units by", list(rankings),
-                         help="L1 norm is always available; rankings computed on the Rankings page appear here.")
+    ranking = ranking_picker(st, chosen)
     marked = st.slider("Units marked at the top and bottom", 1, max(1, chosen.units() // 2),
                        min(3, max(1, chosen.units() // 2)))
     maps = feature_maps(chosen.model, chosen.layer, image.unsqueeze(0))[0]
-    st.plotly_chart(feature_map_grid(maps, rankings[label], marked), width="stretch")
+    st.plotly_chart(feature_map_grid(maps, ranking, marked), width="stretch")

@@ -4,6 +4,7 @@ import streamlit as st
 
 import core
 from core.plots import to_display
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 SAMPLES = 16
@@ -11,6 +12,7 @@ SAMPLES = 16
 chosen = selection()
 meta = chosen.meta
 st.title("Neuron Ranking Explorer")
+explain("overview")
 st.caption("Which filters of a trained CNN matter, and why — rank them, look at them, switch them off, prune.")
 with st.container(border=True):
     st.markdown(f"**Where to start.** The sidebar picks the model, the dataset and the layer (now **{chosen.layer}**; "

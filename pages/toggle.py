@@ -3,14 +3,17 @@ import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
 from core.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
-from ui.rankings import known_rankings
+from ui.rankings import ranking_picker
+from ui.explain import explain
 from ui.state import Selection, friendly_errors, selection
+from ui.view import write_link
 
 PAGE_SIZE = 60
 COLUMNS = 8
 
 chosen = selection()
 st.title(f"Live toggles — {chosen.layer}")
+explain("toggle")
 st.caption("Each switch is one unit (a conv filter or an fc neuron). Conv thumbnails: the filter's mean feature map "
            "over the evaluation images (yellow = strong). fc thumbnails: one bar per class, the neuron's mean "
            "activation on that class's images (class 0 at the left). Turning a unit off is exactly removing it "
@@ -26,21 +29,17 @@ def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, sp
     return heat_thumbnails(acts.mean(0), size=96, per_map=True)
 
 
-def off_key(layer: str) -> str:
-    return f"off:{chosen.model_key}:{chosen.dataset}:{layer}"
-
-
 def unit_key(i: int) -> str:
     return f"unit:{chosen.model_key}:{chosen.dataset}:{chosen.layer}:{i}"
 
 
 def off_units() -> set[int]:
     # Kept under a plain key: widget state of units on other pages of a wide layer would be dropped.
-    return st.session_state.setdefault(off_key(chosen.layer), set())
+    return chosen.units_off()
 
 
 def set_units(off: set[int]) -> None:
-    st.session_state[off_key(chosen.layer)] = set(off)
+    chosen.set_units_off(off)
 
 
 def flip(i: int) -> None:
@@ -63,15 +62,14 @@ def panel(split: str) -> None:
     with friendly_errors():
         units = chosen.units()
         engine = chosen.engine(split)
-        rankings = known_rankings(chosen)
         with st.container(border=True):
             a, b, c, d, e = st.columns([1, 1, 2.2, 1.2, 1.4], vertical_alignment="bottom")
             a.button("All on", on_click=set_units, args=(set(),), width="stretch")
             b.button("Invert", on_click=lambda: set_units(set(range(units)) - off_units()), width="stretch")
-            label = c.selectbox("Ranking", list(rankings), help="Compute more rankings on the Rankings page.")
+            ranking = ranking_picker(c, chosen, "Ranking")
             k = d.number_input("k", min_value=0, max_value=units - 1, value=min(5, units - 1), step=1)
             e.button(f"Turn off {k} lowest", width="stretch",
-                     on_click=lambda: set_units(set(rankings[label].lowest(int(k)))))
+                     on_click=lambda: set_units(set(ranking.lowest(int(k)))))
 
         off = sorted(off_units())
         full, masked = engine.evaluate(), engine.evaluate({chosen.layer: off})
@@ -80,8 +78,8 @@ def panel(split: str) -> None:
                   **change(f"{(masked.accuracy - full.accuracy) * 100:+.2f} pts"))
         m2.metric("Units off", f"{len(off)} / {units}")
         m3.metric("Loss", f"{masked.loss:.3f}", **change(f"{masked.loss - full.loss:+.3f}", "inverse"))
-        elsewhere = {layer: len(st.session_state.get(off_key(layer), ())) for layer in engine.layers
-                     if layer != chosen.layer and st.session_state.get(off_key(layer))}
+        elsewhere = {layer: len(chosen.units_off(layer)) for layer in engine.layers
+                     if layer != chosen.layer and chosen.units_off(layer)}
         if elsewhere:
             listed = ", ".join(f"{n} in {layer}" for layer, n in elsewhere.items())
             st.caption(f"Only {chosen.layer}'s switches apply here. Units you switched off in other layers "
@@ -94,6 +92,7 @@ def panel(split: str) -> None:
                            width="stretch", key="per_class")
         right.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
                            key="confusion")
+        write_link(chosen.link_params())  # a toggle reruns only this fragment: keep the address bar in step
 
 
 def switches(units: int, split: str) -> None:

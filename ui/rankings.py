@@ -1,10 +1,17 @@
-"""Rankings a session has computed, shared across pages (the rankings page adds to them)."""
+"""Rankings a session has computed, shared across pages (the rankings page adds to them), and the one
+"order units by" choice every page shares (and the link carries as ``rank=``)."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.rankings import Ranking, rank
-from ui.state import Selection
+
+if TYPE_CHECKING:  # ui.state imports this module
+    from ui.state import Selection
+
+QUICK = ("l1", "l2", "taylor", "activation", "random")  # computed on request from a link; the rest take minutes
 
 
 def _store(chosen: Selection) -> dict[str, Ranking]:
@@ -25,3 +32,37 @@ def known_rankings(chosen: Selection) -> dict[str, Ranking]:
                                       engine=chosen.engine("val")))
     l1 = [label for label, r in store.items() if r.method == "l1"]
     return {**{label: store[label] for label in l1}, **store}
+
+
+def ranking_picker(where, chosen: Selection, label: str = "Order units by") -> Ranking:
+    """A select box of the known rankings; the choice is shared by every page and the link."""
+    rankings = known_rankings(chosen)
+    linked = st.session_state.pop("_url:rank", None)
+    if linked:
+        found = [name for name, r in rankings.items() if r.method == linked]
+        if not found and linked in QUICK:
+            remember_ranking(chosen, rank(chosen.model, chosen.data("val"), chosen.layer, linked,
+                                         engine=chosen.engine("val")))
+            rankings = known_rankings(chosen)
+            found = [name for name, r in rankings.items() if r.method == linked]
+        if found:
+            st.session_state["_keep:ranking"] = found[0]
+        else:
+            st.warning(f"The link asks for the {linked} ranking, which this session has not computed yet "
+                       "(it takes a while): compute it on the Rankings page. Showing the L1 norm meanwhile.")
+    labels = list(rankings)
+    if st.session_state.get("_keep:ranking") in labels:
+        st.session_state["ranking"] = st.session_state["_keep:ranking"]
+    choice = where.selectbox(label, labels, key="ranking", on_change=_keep_ranking,
+                             help="L1 norm is always here; compute more on the Rankings page.")
+    return rankings[choice]
+
+
+def _keep_ranking() -> None:
+    st.session_state["_keep:ranking"] = st.session_state["ranking"]
+
+
+def chosen_method(chosen: Selection) -> str | None:
+    """The method of the shared ranking choice, if this layer has it (for the link)."""
+    ranking = _store(chosen).get(st.session_state.get("_keep:ranking"))
+    return ranking.method if ranking is not None else None

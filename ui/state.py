@@ -17,6 +17,8 @@ from torch import nn
 import core
 from core.checkpoint import ASSETS
 from core.data import DATASETS, DataSplit
+from ui import view
+from ui.rankings import chosen_method
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
 DIGITS_SHAPE = (1, 28, 28)
@@ -70,6 +72,23 @@ class Selection:
     def units(self) -> int:
         return self.engine().units(self.layer)
 
+    def units_off(self, layer: str | None = None) -> set[int]:
+        """This session's switched-off units of ``layer`` (default: the selected one), kept per layer."""
+        return st.session_state.setdefault(f"off:{self.model_key}:{self.dataset}:{layer or self.layer}", set())
+
+    def set_units_off(self, units, layer: str | None = None) -> None:
+        st.session_state[f"off:{self.model_key}:{self.dataset}:{layer or self.layer}"] = set(int(u) for u in units)
+
+    def link_params(self) -> dict[str, str]:
+        """What a link needs to reopen this view (uploaded and path models cannot be shared by link)."""
+        source = self.meta.source
+        if source.startswith(view.TORCHVISION):
+            model = source + ("" if self.meta.arch_params.get("pretrained", True) else ":random")
+        else:
+            model = Path(source).name if Path(source).parent == ASSETS else ""
+        return {"model": model, "dataset": self.dataset, "layer": self.layer,
+                "off": ",".join(map(str, sorted(self.units_off()))), "rank": chosen_method(self) or ""}
+
 
 def shipped_checkpoints() -> list[Path]:
     return sorted(ASSETS.glob("*.pt"))
@@ -97,6 +116,9 @@ def sidebar() -> Selection | None:
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
         st.session_state["_dataset_for"] = model_key
         st.session_state["_keep:dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "digits"
+    linked = view.pending("dataset", lambda v: v in DATASETS, f"is not one of {', '.join(DATASETS)}")
+    if linked:
+        st.session_state["_keep:dataset"] = linked
     dataset = st.sidebar.selectbox("Dataset", DATASETS, **_sticky("dataset", options=DATASETS),
                                    help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
                                         "The others read their usual files from the data folder.")
@@ -120,6 +142,9 @@ def sidebar() -> Selection | None:
         return None
     layers = core.prunable_layers(model)
     labels = {layer.name: f"{layer.name} ({layer.kind}, {layer.units} units)" for layer in layers}
+    linked = view.pending("layer", lambda v: v in labels, f"is not a layer of this model ({', '.join(labels)})")
+    if linked:
+        st.session_state["_keep:layer"] = linked
     chosen.layer = st.sidebar.selectbox("Layer", list(labels), format_func=labels.get,
                                         **_sticky("layer", options=list(labels)))
     return chosen
@@ -173,11 +198,43 @@ def selection() -> Selection:
     Every page starts with this call (the sidebar lives in the page script, not in explorer.py,
     so that AppTest sees it on reruns too)."""
     _leave_pages_directory_mode()
+    view.read_link([p.name for p in shipped_checkpoints()])
     with friendly_errors():
         chosen = sidebar()
         if chosen is not None:
+            _apply_link(chosen)
+            view.show_notes()
+            share(chosen)
             return chosen
+    view.show_notes()
     st.stop()
+
+
+def _apply_link(chosen: Selection) -> None:
+    method = view.pending("rank", lambda v: v in core.rankings.METHODS, f"is not a ranking method ({', '.join(core.rankings.METHODS)})")
+    if method:
+        st.session_state["_url:rank"] = method  # ranking_picker applies it where a page orders units
+    text = view.pending("off", lambda v: True, "")
+    if text is not None:
+        units, bad = view.parse_units(text, chosen.units())
+        chosen.set_units_off(units)
+        if bad:
+            st.session_state["_url:notes"].append(
+                f"unit(s) {', '.join(bad)} do not exist in {chosen.layer} (units 0..{chosen.units() - 1})")
+
+
+def share(chosen: Selection) -> None:
+    """Keep the address bar on this view, and offer the link in the sidebar."""
+    params = chosen.link_params()
+    view.write_link(params)
+    with st.sidebar.popover("Copy link to this view", icon=":material/link:", width="stretch"):
+        if params["model"]:
+            st.caption("The copy button at the right of the link puts it on the clipboard. Opening it shows this "
+                       "page, model, dataset, layer, units off and ranking.")
+            st.code(view.link_to(params), language=None, wrap_lines=True)
+        else:
+            st.caption("An uploaded checkpoint or a file path cannot travel in a link: share the file, or put it "
+                       "in assets/ so that it becomes a shipped checkpoint.")
 
 
 def _leave_pages_directory_mode() -> None:

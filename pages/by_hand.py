@@ -1,0 +1,86 @@
+"""Shapley by hand: three units, their 8 coalitions, 6 orders and 3 Shapley values, worked out live."""
+import pandas as pd
+import streamlit as st
+
+import core  # first: loads the whole library at once (see explorer.py)
+from ui.explain import explain
+from ui.rankings import known_rankings, remember_ranking
+from ui.state import friendly_errors, selection
+
+PLAYERS = 3
+FULL_PERMUTATIONS = 100
+
+chosen = selection()
+st.title(f"Shapley by hand — {chosen.layer}")
+explain("by_hand")
+
+
+def default_players(scores) -> list[int]:
+    """Three units with clearly different scores: the top, the middle and the bottom of the L1 ranking."""
+    order = [int(u) for u in (-scores).argsort(kind="stable")]
+    return [order[0], order[len(order) // 2], order[-1]]
+
+
+def name(coalition) -> str:
+    return "{" + ", ".join(str(u) for u in sorted(coalition)) + "}" if coalition else "∅ (none)"
+
+
+with friendly_errors():
+    units = chosen.units()
+    engine = chosen.engine("val")
+    l1 = next(r for r in known_rankings(chosen).values() if r.method == "l1")
+    key = f"players:{chosen.model_key}:{chosen.layer}"
+    if key not in st.session_state:
+        st.session_state[key] = default_players(l1.scores)
+    players = st.multiselect(f"Three units of {chosen.layer} (the players)", list(range(units)), key=key,
+                             max_selections=PLAYERS, help="Default: the top, middle and bottom unit by L1 norm.")
+    if len(players) != PLAYERS:
+        st.info(f"Pick {PLAYERS} units.")
+        st.stop()
+    game = st.session_state["by_hand"] = core.shapley_by_hand(engine, chosen.layer, players)  # notebooks/tests read it
+    a, b, c = sorted(players)
+
+    st.subheader("1. The 8 coalitions")
+    st.caption(f"v(C) = validation accuracy ({len(engine.data)} images) with only the players in C on; "
+               f"the other {units - PLAYERS} units of {chosen.layer} stay on throughout.")
+    st.dataframe(pd.DataFrame({"coalition C": [name(s) for s, _ in game.coalitions],
+                               "size": [len(s) for s, _ in game.coalitions],
+                               "v(C), accuracy": [f"{v:.2%}" for _, v in game.coalitions]}),
+                 hide_index=True, width="content")
+
+    st.subheader("2. The 6 orders, each player's marginal contribution")
+    st.caption("Players join one by one; a player's marginal = v(the ones before it + it) − v(the ones before it), "
+               "in percentage points.")
+    rows = [{"order": " → ".join(map(str, order)), **{f"unit {p}": f"{m[p] * 100:+.2f}" for p in (a, b, c)}}
+            for order, m in game.orderings]
+    rows.append({"order": "average = Shapley value", **{f"unit {p}": f"{game.values[p] * 100:+.3f}" for p in (a, b, c)}})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
+
+    st.subheader("3. The Shapley values")
+    columns = st.columns(PLAYERS + 1)
+    for column, p in zip(columns, (a, b, c)):
+        column.metric(f"φ(unit {p})", f"{game.values[p] * 100:+.3f} pts")
+    total = sum(game.values.values())
+    columns[-1].metric("Efficiency: sum of φ", f"{total * 100:+.3f} pts",
+                       help="equals v(all three) − v(none)")
+    whole = game.payoff(players) - game.payoff(())
+    st.success(f"Check: φ({a}) + φ({b}) + φ({c}) = {total * 100:+.4f} pts and v({{{a}, {b}, {c}}}) − v(∅) = "
+               f"{game.payoff(players):.2%} − {game.payoff(()):.2%} = {whole * 100:+.4f} pts "
+               f"(difference {abs(game.efficiency_gap):.1e}).", icon=":material/check:")
+
+    st.subheader("4. The same units in the real game")
+    st.caption(f"In the full layer every one of its {units} units is a player, so a unit's value averages over many "
+               "more coalitions. Sampled Shapley of the whole layer (antithetic permutations, ±1.96 standard errors):")
+    if st.button(f"Compute the full layer's sampled Shapley ({FULL_PERMUTATIONS} permutations)"):
+        bar = st.progress(0.0, text="sampling permutations…")
+        remember_ranking(chosen, core.rank(chosen.model, engine.data, chosen.layer, "shapley", engine=engine,
+                                           samples=FULL_PERMUTATIONS,
+                                           progress=lambda done, total: bar.progress(min(1.0, done / max(1, total)))))
+        bar.empty()
+    full = next((r for r in known_rankings(chosen).values() if r.method == "shapley"), None)
+    if full is not None:
+        rows = [{"unit": p, "3-player game": f"{game.values[p] * 100:+.3f} pts",
+                 f"full layer ({full.label})": f"{full.scores[p] * 100:+.3f} pts"
+                 + (f" ± {1.96 * full.stderr[p] * 100:.3f}" if full.stderr is not None else ""),
+                 "rank in the layer": int(list(full.order()).index(p)) + 1} for p in (a, b, c)]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
