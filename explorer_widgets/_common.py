@@ -6,11 +6,15 @@ from typing import Iterable, Mapping, Sequence
 
 import ipywidgets as widgets
 import numpy as np
+import torch
 from PIL import Image
 
+import core
+from core.plots import class_profile_thumbnails, heat_thumbnails
 from core.rankings import Ranking
 
 RankingsArg = Ranking | Sequence[Ranking] | Mapping[str, Ranking] | None
+HOOKED_IMAGES = 128  # images for the thumbnails of a model without the prefix cache (e.g. torchvision)
 
 
 def png(pixels: np.ndarray | Image.Image) -> bytes:
@@ -19,6 +23,25 @@ def png(pixels: np.ndarray | Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def layer_activations(engine: core.Engine, layer: str) -> torch.Tensor:
+    """The layer's output on the split's images: all of them from the engine's prefix cache, or for a model
+    without one (e.g. torchvision) on the first HOOKED_IMAGES images through a forward hook."""
+    from core.rankings.plots import feature_maps
+
+    if engine.staged:
+        return engine.activations(layer)
+    return feature_maps(engine.model, layer, engine.data.images[:HOOKED_IMAGES])
+
+
+def unit_thumbnails(engine: core.Engine, layer: str, size: int = 64) -> list[np.ndarray]:
+    """One picture per unit, as the app draws them: a conv unit's mean feature map over the split; an fc
+    unit's mean activation per class as bars."""
+    acts = layer_activations(engine, layer)
+    if acts.dim() == 2:
+        return class_profile_thumbnails(acts, engine.data.labels[:len(acts)], len(engine.data.class_names), size=size)
+    return heat_thumbnails(acts.mean(0), size=size, per_map=True)
 
 
 def parse_units(text: str, units: int) -> list[int]:

@@ -7,7 +7,7 @@ from torch import nn
 import core
 from core.plots import heat_thumbnails, to_display
 
-from ._common import RankingsArg, grid, pager, png, rankings_by_label, shown_units
+from ._common import RankingsArg, grid, layer_activations, pager, png, rankings_by_label, shown_units
 
 PAGE_SIZE = 40
 UNIT_ORDER = "unit number"
@@ -30,6 +30,7 @@ class AMGallery(widgets.VBox):
         self.rankings = rankings_by_label(ranking, layer, self.units)
         self.engine = core.Engine(model, data) if data is not None else None
         self.data = data
+        self._acts = None  # the layer's activations on data, computed when a unit is first shown up close
         self.order_by = widgets.Dropdown(options=[*self.rankings, UNIT_ORDER], description="Order by",
                                          layout=widgets.Layout(width="320px"))
         self.page, self.find, self.message, paging = pager(self.units, page_size)
@@ -94,7 +95,9 @@ class AMGallery(widgets.VBox):
         self.close_up.value = png(to_display(self.result.images[unit], size=240))
         if self.engine is None:
             return
-        acts = self.engine.activations(self.layer)[:, unit]
+        if self._acts is None:
+            self._acts = layer_activations(self.engine, self.layer)
+        acts = self._acts[:, unit]
         strength = acts.flatten(1).mean(1) if acts.dim() > 1 else acts
         top = strength.argsort(descending=True)[:TOP_IMAGES].tolist()
         maps = heat_thumbnails(acts[top], size=96) if acts.dim() > 1 else [None] * len(top)

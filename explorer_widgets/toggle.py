@@ -9,15 +9,15 @@ import plotly.graph_objects as go
 from torch import nn
 
 import core
-from core.plots import confusion_figure, heat_thumbnails, per_class_figure
+from core.plots import confusion_figure, per_class_figure
 
-from ._common import RankingsArg, grid, pager, png, rankings_by_label, shown_units
+from ._common import RankingsArg, grid, pager, png, rankings_by_label, shown_units, unit_thumbnails
 
 PAGE_SIZE = 60
 
 
 class TogglePanel(widgets.VBox):
-    """One switch per unit of ``layer`` (with its mean feature map), "All on", "Invert", "Turn off k lowest
+    """One switch per unit of ``layer`` (with its mean feature map, or for fc units its mean per class), "All on", "Invert", "Turn off k lowest
     by <ranking>", and the accuracy, loss, per-class accuracy and confusion matrix of the masked network,
     recomputed on every change through one ``core.Engine`` (prefix cache: a click costs what it costs in
     the app). Layers wider than ``page_size`` are paged and searchable ("17, 200-230").
@@ -39,7 +39,7 @@ class TogglePanel(widgets.VBox):
         self.result = self.baseline
         self._off: set[int] = set()
         self._syncing = False
-        self._thumbs = heat_thumbnails(self.engine.activations(layer).mean(0), size=64, per_map=True)
+        self._thumbs = unit_thumbnails(self.engine, layer)
 
         button = widgets.Layout(width="auto")
         self.all_on_button = widgets.Button(description="All on", layout=button)

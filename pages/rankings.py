@@ -5,6 +5,7 @@ from core.rankings import rank
 from core.rankings.agreement import compare, heatmap, top_units_table
 from core.rankings.plots import scores_bar, switch_curve
 from core.rankings.shapley import EXACT_LIMIT
+from core.rankings.switches import DEFAULTS as SWITCH_DEFAULTS
 from ui.rankings import known_rankings, remember_ranking
 from ui.state import friendly_errors, selection
 
@@ -16,7 +17,8 @@ chosen = selection()  # draws the sidebar; stops the page when nothing usable is
 with friendly_errors():
     units = chosen.units()
     st.title(f"Rankings of {chosen.layer}")
-    st.caption(f"{units} units, scored on the {chosen.dataset} validation split. Higher = more important. "
+    st.caption(f"{units} units, scored on the {chosen.dataset} validation split (importance switches learn on "
+               "the training split, as in paper A). Higher = more important. "
                "Shapley (paper A): a unit's average contribution to accuracy over coalitions of units. "
                "Switches: a learned Dirichlet probability per unit. The rest are baselines.")
 
@@ -33,8 +35,17 @@ with friendly_errors():
                        "payoff": st.radio("Payoff", ["accuracy", "loss"], horizontal=True)}
             if estimator == "sampled":
                 shapley["samples"] = st.slider("Permutations", 10, 1000, 100, step=10)
+                shapley["antithetic"] = st.checkbox("Antithetic pairs (each permutation with its reverse)", value=True)
+                if st.checkbox("Truncate permutations (TMC)", value=False,
+                               help="Stop walking a permutation once the coalition's payoff is within the "
+                                    "tolerance of the whole layer's; the remaining units' marginals count as 0. "
+                                    "Fewer coalitions, slightly biased."):
+                    shapley["truncation"] = st.number_input("Truncation tolerance", 0.001, 0.5, 0.02, step=0.005,
+                                                            format="%.3f")
                 if st.checkbox("Stop early once the top units are separated", value=False):
-                    shapley["top_k"] = st.slider("top k", 1, max(1, units - 1), min(5, units - 1))
+                    shapley["top_k"] = st.slider("top k", 1, max(1, units - 1), min(5, units - 1),
+                                                 help="Simultaneous 95% intervals (Bonferroni over units and "
+                                                      "checks) must separate the top k from the rest.")
                 shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="shapley_seed")
             elif estimator == "truncated":
                 shapley["k"] = st.slider("k (largest removal set)", 0, units - 1, min(2, units - 1))
@@ -45,19 +56,25 @@ with friendly_errors():
             params["Importance switches"] = {
                 "alpha0": st.number_input("Prior alpha0", 0.001, 100.0, default_alpha, format="%.3f",
                                           help="paper A: 2 for LeNet, 0.05 for VGG"),
-                "steps": st.slider("Steps", 50, 2000, 300, step=50)}
+                "epochs": st.slider("Epochs", 1, 300, SWITCH_DEFAULTS["epochs"],
+                                    help="passes over the training split (paper A: 300)"),
+                "split": st.radio("Learn on", ["train", "val"], horizontal=True,
+                                  help="paper A trains the switches on the training split, KL weighted by "
+                                       "1/(its size); accuracy is always measured on the validation split")}
     if "Random" in picked:
         params["Random"] = {"seed": st.number_input("Random seed", 0, 10_000, 0, key="random_seed")}
 
     if st.button("Compute rankings", type="primary", disabled=not picked):
         bar = st.progress(0.0, text="starting…")
         engine = chosen.engine("val")
+        train = chosen.engine("train") if params.get("Importance switches", {}).get("split") == "train" else None
         for number, name in enumerate(picked):
             def progress(done: int, total: int, name=name, number=number) -> None:
                 fraction = (number + min(1.0, done / max(1, total))) / len(picked)
                 bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
             ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=progress,
-                           engine=engine, **params.get(name, {}))
+                           engine=engine, train=train if name == "Importance switches" else None,
+                           **params.get(name, {}))
             remember_ranking(chosen, ranking)
         bar.progress(1.0, text="done")
 
@@ -72,7 +89,9 @@ with friendly_errors():
                            f"permutations{' (stopped early)' if ranking.extra.get('stopped_early') else ''}.")
             if "likelihood" in ranking.extra:
                 st.plotly_chart(switch_curve(ranking), width="stretch", key=f"curve-{ranking.label}")
-                st.caption(f"Accuracy with the learned switches: {ranking.extra['switched_accuracy']:.2%}.")
+                st.caption(f"Trained {ranking.params['epochs']} epochs on {ranking.extra.get('trained_on', '?')} "
+                           f"({ranking.extra.get('train_images', '?')} images, KL / that number); accuracy with "
+                           f"the learned switches on the validation split: {ranking.extra['switched_accuracy']:.2%}.")
 
     if len(rankings) >= 2:
         st.subheader("Agreement")

@@ -13,10 +13,10 @@ st.caption("Two units are similar when their activation-maximization patterns lo
            "contribution index (paper B Eq. 7) and pruning takes the lowest first.")
 
 
-def analysis(steps: int, seed: int) -> tuple[core.Similarity, core.Clusters]:
+def analysis(steps: int, seed: int, definition: str, combine: str) -> tuple[core.Similarity, core.Clusters]:
     """SD matrix and clusters for the selected layer: kept for the session, cached on disk by core."""
     store = st.session_state.setdefault("_clusters", {})
-    key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed)
+    key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed, definition, combine)
     if key not in store:
         bar = st.progress(0.0, text="Optimizing activation-maximization images…")
         core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed,
@@ -24,7 +24,7 @@ def analysis(steps: int, seed: int) -> tuple[core.Similarity, core.Clusters]:
         bar.progress(1.0, text="Class contributions and similarity…")
         engine = chosen.engine("val")
         similarity = core.similarity_matrix(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
-                                            engine=engine)
+                                            engine=engine, gamma_definition=definition, combine=combine)
         clusters = core.cluster_filters(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
                                         similarity=similarity, engine=engine,
                                         progress=lambda done, total: bar.progress(
@@ -41,7 +41,16 @@ with friendly_errors():
                          "size, lowest contribution index first; locked units and each cluster's last unit stay.")
     steps = b.number_input("AM steps", min_value=16, max_value=2048, value=256, step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
-    similarity, clusters = analysis(int(steps), int(seed))
+    d, e = st.columns(2)
+    definition = d.radio("Class contributions γ", ["gate", "paper"], horizontal=True,
+                         format_func={"gate": "gate: dP/d(strength of the whole map)",
+                                      "paper": "paper B literal: mean dP/dA"}.get,
+                         help="gate: derivative w.r.t. a gate scaling the filter's activation (= grad × act "
+                              "summed over positions; switching the unit off changes P by about -γ). paper: "
+                              "the plain derivative dP/dA averaged over images and positions.")
+    combine = e.radio("SD combines the two distances by", ["sum", "product"], horizontal=True,
+                      help="Paper B's text adds the AM and γ distances; its printed Eq. 3 multiplies them.")
+    similarity, clusters = analysis(int(steps), int(seed), definition, combine)
     removed = core.pruning_selection(clusters, rate)
 
     units = len(clusters.labels)
@@ -65,6 +74,11 @@ with friendly_errors():
     right.plotly_chart(core.gamma_figure(similarity.gamma, chosen.data("val").class_names, clusters.order(),
                                          title="Class contributions γ (paper B Eq. 2), units by cluster"),
                        width="stretch", key="gamma")
-    st.caption("SD = AM-pattern distance + class-contribution distance, each divided by its mean over the layer's "
-               "pairs (so ≈ 2 is a typical pair, 0 = identical). Red boxes: clusters. γ: red = the unit raises the "
-               "class's probability, blue = lowers it.")
+    operator = "+" if similarity.combine == "sum" else "×"
+    dead = [int(u) for u in similarity.dead.nonzero()[0]] if similarity.dead is not None else []
+    st.caption(f"SD = AM-pattern distance {operator} class-contribution distance (γ definition: "
+               f"**{similarity.gamma_definition}**), each divided by its mean over the layer's pairs "
+               f"({'≈ 2' if similarity.combine == 'sum' else '≈ 1'} is a typical pair, 0 = identical). "
+               "Red boxes: clusters. γ: red = the unit raises the class's probability, blue = lowers it."
+               + (f" Dead units (silent on every image; at distance 0 from each other): "
+                  f"{', '.join(map(str, dead))}." if dead else ""))

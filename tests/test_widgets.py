@@ -147,6 +147,21 @@ def test_a_512_unit_layer_is_paged_and_searchable(digits_val):
     assert gallery.shown == list(range(480, 512))
 
 
+def test_a_torchvision_model_without_the_prefix_cache(digits_val):
+    """The engine's generic path (forward hooks): thumbnails from a hooked pass, accuracy from the engine."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=3).eval()
+    data = core.DataSplit("random", "val", torch.rand(6, 3, 32, 32), torch.arange(6) % 3, ["a", "b", "c"])
+    panel = ew.toggle_panel(net, data, "layer4.1.conv2")
+    assert not panel.engine.staged and panel.units == 512 and len(panel.shown) == 60
+    panel.toggle(7).value = False
+    panel.toggle(30).value = False
+    assert panel.off == [7, 30]
+    np.testing.assert_array_equal(panel.result.predictions,
+                                  core.Engine(net, data).evaluate({"layer4.1.conv2": [7, 30]}).predictions)
+
+
 @pytest.mark.parametrize("make", [
     lambda m, d: ew.toggle_panel(m, d, "conv9"),
     lambda m, d: ew.ranking_view(m, d, "conv9", methods=["l1"]),
