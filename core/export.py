@@ -94,11 +94,15 @@ def onnx_bytes(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def onnx_session(source: bytes | str | os.PathLike):
+def onnx_session(source: bytes | str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session (``threads``: intra-op threads; None = onnxruntime's default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     payload = source if isinstance(source, bytes) else str(source)
     return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
 

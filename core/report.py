@@ -129,6 +129,12 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
+def report_table(rows: Sequence[Row]) -> list[dict[str, str]]:
+    """Rows with readable headers and formatted cells (for display)."""
+    keys = [f.name for f in fields(Row)]
+    return [{_HEADERS[k]: _cell(k, getattr(r, k)) for k in keys} for r in rows]
+
+
 def report_markdown(rows: Sequence[Row]) -> str:
     keys = [f.name for f in fields(Row)]
     lines = ["| " + " | ".join(_HEADERS[k] for k in keys) + " |", "|" + "---|" * len(keys)]
@@ -136,5 +142,5 @@ def report_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Row", "CompressionResult", "compress_model", "report_rows", "report_csv", "report_markdown",
+__all__ = ["Row", "CompressionResult", "compress_model", "report_rows", "report_table", "report_csv", "report_markdown",
            "make_recipe"]

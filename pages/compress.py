@@ -11,6 +11,7 @@ from core.am import to_pil
 from core.rankings import Ranking
 from ui.jobs import Job, get_job, start_job
 from ui.rankings import known_rankings
+from ui.explain import explain
 from ui.state import Selection, friendly_errors, selection
 
 METHODS = {"L1 norm": "l1", "Shapley (sampled, 20 permutations)": "shapley", "Importance switches": "switches",
@@ -21,6 +22,7 @@ JOB = "compress"
 
 chosen = selection()
 st.title("Compress")
+explain("compress")
 st.caption("Plan how many units each layer keeps, remove the others for real (a smaller network with the same "
            "outputs as the masked one), fine-tune it in the background, compare and export. The model in the "
            "sidebar is shared and never changed: pruning and fine-tuning work on a copy.")
@@ -159,7 +161,7 @@ with friendly_errors():
     kept = {layer: [u for u in range(units) if u not in plan.off.get(layer, [])] for layer, units in plan.units.items()}
     e, f = st.columns(2)
     track_layer = e.selectbox("Follow one kept unit's AM image (paper B Figs. 7-8): layer",
-                              ["(none)"] + list(kept), key="compress_track_layer")
+                              ["(none)"] + list(kept), index=min(2, len(kept)), key="compress_track_layer")
     track = None
     if track_layer != "(none)":
         unit = f.selectbox("unit (original index)", kept[track_layer], key=f"compress_track_unit_{track_layer}")
@@ -204,8 +206,10 @@ def job_panel() -> None:
     if job.status == "done":
         tuned = job.result["result"].finetune
         if tuned.am_frames:
-            st.markdown(f"**AM image of {tuned.tracked[0]} unit {tuned.tracked[1]} (pruned numbering) while "
-                        f"fine-tuning** — drift from iteration 0 (AM pattern distance, 0 = same, 2 = opposite)")
+            original = job.key[-1][1] if job.key[-1] else tuned.tracked[1]
+            st.markdown(f"**AM image of {tuned.tracked[0]} unit {original} (unit {tuned.tracked[1]} of the pruned "
+                        f"layer) while fine-tuning** — drift from iteration 0 (AM pattern distance: 0 = same "
+                        f"pattern, 2 = opposite). Paper B Figs. 7-8: does the filter keep its function?")
             columns = st.columns(min(8, len(tuned.am_frames)))
             step = max(1, len(tuned.am_frames) // len(columns))
             for column, i in zip(columns, range(0, len(tuned.am_frames), step)):
@@ -225,7 +229,9 @@ with friendly_errors():
     if not rows:
         st.caption("Finished fine-tuning runs appear here, one row each (paper A Table 2 / paper B Tables 1-4).")
     else:
-        st.dataframe(core.report.report_rows(rows), hide_index=True, width="stretch")
+        st.dataframe(core.report.report_table(rows), hide_index=True, width="stretch")
+        st.caption("FLOPs are multiply-adds per image (torch's FlopCounterMode counts each as 2 FLOPs). Accuracies "
+                   "on the test split; fine-tuning's early stopping uses the validation split.")
         x, y = st.columns(2)
         x.download_button("Table as CSV", core.report_csv(rows), "compression.csv", "text/csv", key="compress_csv")
         y.download_button("Table as Markdown", core.report_markdown(rows), "compression.md", "text/markdown",

@@ -50,9 +50,10 @@ def test_plan_fine_tune_and_compare(model):
     assert job_of(at).status == "done"
     assert any("Fine-tuning finished" in s.value for s in at.success)
     table = at.dataframe[1].value
-    assert list(table["widths"]) == ["5-7-45-20"] and list(table["params"]) == [7227]
+    assert list(table["kept widths"]) == ["5-7-45-20"] and list(table["params"]) == ["7,227"]
     row = job_of(at).result["result"].row
-    assert float(table["accuracy_finetuned"][0]) == row.accuracy_finetuned > row.accuracy_pruned
+    assert row.accuracy_finetuned > row.accuracy_pruned
+    assert list(table["after fine-tuning"]) == [f"{row.accuracy_finetuned:.2%}"]
     assert len(job_of(at).result["files"]["checkpoint"]) > 1000 and job_of(at).result["files"]["onnx_diff"] <= 1e-4
     frames = [img.caption for e in at.get("image") for img in e.proto.imgs]
     assert frames and frames[0].startswith("it 0: drift 0.00")
