@@ -43,10 +43,10 @@ with friendly_errors():
     st.subheader("1. The 8 coalitions")
     st.caption(f"v(C) = validation accuracy ({len(engine.data)} images) with only the players in C on; "
                f"the other {units - PLAYERS} units of {chosen.layer} stay on throughout.")
-    st.dataframe(pd.DataFrame({"coalition C": [name(s) for s, _ in game.coalitions],
-                               "size": [len(s) for s, _ in game.coalitions],
-                               "v(C), accuracy": [f"{v:.2%}" for _, v in game.coalitions]}),
-                 hide_index=True, width="content")
+    # plain tables, not data grids: a handful of rows, readable when projected
+    st.table(pd.DataFrame({"coalition C": [name(s) for s, _ in game.coalitions],
+                           "size": [len(s) for s, _ in game.coalitions],
+                           "v(C), accuracy": [f"{v:.2%}" for _, v in game.coalitions]}).set_index("coalition C"))
 
     st.subheader("2. The 6 orders, each player's marginal contribution")
     st.caption("Players join one by one; a player's marginal = v(the ones before it + it) − v(the ones before it), "
@@ -54,7 +54,7 @@ with friendly_errors():
     rows = [{"order": " → ".join(map(str, order)), **{f"unit {p}": f"{m[p] * 100:+.2f}" for p in (a, b, c)}}
             for order, m in game.orderings]
     rows.append({"order": "average = Shapley value", **{f"unit {p}": f"{game.values[p] * 100:+.3f}" for p in (a, b, c)}})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
+    st.table(pd.DataFrame(rows).set_index("order"))
 
     st.subheader("3. The Shapley values")
     columns = st.columns(PLAYERS + 1)
@@ -83,4 +83,4 @@ with friendly_errors():
                  f"full layer ({full.label})": f"{full.scores[p] * 100:+.3f} pts"
                  + (f" ± {1.96 * full.stderr[p] * 100:.3f}" if full.stderr is not None else ""),
                  "rank in the layer": int(list(full.order()).index(p)) + 1} for p in (a, b, c)]
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="content")
+        st.table(pd.DataFrame(rows).set_index("unit"))

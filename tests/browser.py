@@ -96,6 +96,7 @@ def open_page(page, url: str, name: str | None = None) -> None:
     if url:
         page.goto(url, timeout=120_000)
         page.wait_for_selector("[data-testid='stSidebarNav'] a", timeout=120_000)
+        page.wait_for_selector("[data-testid='stMain'] h1", timeout=120_000)  # every page has a title
         wait_idle(page)
     if name:
         nav(page, name).click()

@@ -30,7 +30,7 @@ def test_shapley_by_hand_shows_8_coalitions_6_orders_and_values_that_add_up(mode
     players = sorted(game.players)
     l1 = core.rank(model, digits_val, "conv2", "l1")
     assert set(players) == {l1.top(1)[0], int(l1.order()[10]), l1.lowest(1)[0]}  # top, middle, bottom by L1
-    coalitions, orders = at.dataframe[0].value, at.dataframe[1].value
+    coalitions, orders = at.table[0].value, at.table[1].value
     assert len(coalitions) == 8 and len(orders) == 7  # 6 orders + the average row
     expected = brute_force_shapley(model, digits_val, "conv2", players)
     for p in players:
@@ -50,8 +50,8 @@ def test_the_full_layer_values_sit_beside_the_small_game():
     at = open_page("pages/by_hand.py", layer="conv1")
     next(b for b in at.button if b.label.startswith("Compute the full layer")).click().run()
     assert not at.exception and not at.error
-    table = at.dataframe[2].value
-    assert list(table["unit"]) == sorted(at.session_state["by_hand"].players)
+    table = at.table[2].value
+    assert list(table.index) == sorted(at.session_state["by_hand"].players)
     assert "rank in the layer" in table.columns
 
 

@@ -148,3 +148,54 @@ def test_two_browsers_keep_their_own_masks(browser, app_url):
     assert metric(second, "Accuracy") == accuracy_after({"conv1": [1, 2]})
     first.context.close()
     second.context.close()
+
+
+ALL_PAGES = PAGES + ["Shapley by hand", "Pruning curves", "Compress"]
+
+
+def test_a_shared_link_restores_page_layer_and_units_off_in_a_fresh_browser(browser, app_url):
+    first = browser.new_context().new_page()
+    open_page(first, f"{app_url}/toggle?layer=conv2")
+    for unit in (3, 7):
+        first.locator("[data-testid='stCheckbox']").nth(unit).click()
+        wait_idle(first)
+    link = first.url
+    assert "layer=conv2" in link and "off=3%2C7" in link or "off=3,7" in link, link
+    second = browser.new_context().new_page()  # someone else opens the link
+    open_page(second, link)
+    assert second.locator("h1").first.inner_text().startswith("Live toggles — conv2")
+    assert metric(second, "Units off") == "2 / 20"
+    assert metric(second, "Accuracy") == accuracy_after({"conv2": [3, 7]})
+    first.context.close()
+    second.context.close()
+
+
+def test_a_link_with_bad_values_opens_with_a_message(page, app_url):
+    open_page(page, f"{app_url}/toggle?layer=conv9&off=999&model=nosuch.pt")
+    warning = page.locator("[data-testid='stAlertContentWarning']").first.inner_text()
+    assert "layer 'conv9' is not a layer of this model" in warning and "model 'nosuch.pt'" in warning
+    assert not problems(page)
+    assert page.locator("h1").first.inner_text().startswith("Live toggles")
+
+
+def test_shapley_by_hand_shows_8_coalitions_and_3_values(page, app_url):
+    open_page(page, f"{app_url}/by_hand?layer=conv2")
+    page.get_by_text("∅ (none)").wait_for(timeout=60_000)  # the coalitions table
+    values = [m for m in page.locator("[data-testid='stMetricLabel']").all_inner_texts() if m.startswith("φ(unit")]
+    assert len(values) == 3, values
+    assert page.get_by_text("Check: φ(").count() == 1
+    assert not problems(page)
+
+
+def test_every_page_fits_1280x720_without_horizontal_scrolling(browser, app_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    open_page(page, app_url)
+    for name in ALL_PAGES:
+        open_page(page, "", name)
+        overflow = page.evaluate("""() => {
+            const main = document.querySelector('[data-testid="stMain"]');
+            return [document.documentElement.scrollWidth - window.innerWidth, main.scrollWidth - main.clientWidth];
+        }""")
+        assert max(overflow) <= 1, (name, overflow)
+        assert not problems(page), (name, problems(page))
+    page.close()
