@@ -5,7 +5,8 @@
 A complete layer curve (every count 0..N) for 4 methods (Shapley sampled, L1, L2, Taylor) plus a
 random band of 5 seeds, i.e. 9 removal orders x (N + 1) masks, evaluated three ways:
 
-  (a) ``core.curve_set``: every mask of every method and seed stacked into ONE ``Engine.evaluate_masks`` call;
+  (a) ``core.curve_set``: whole curves stacked into ``Engine.evaluate_masks`` calls of up to 256 masks
+      (LeNet: all 189 masks in one call; VGG: 129-mask curves, one per call);
   (b) one batched call per curve (``core.layer_curve`` per method, ``core.random_band`` for the seeds);
   (c) the same masks one at a time through ``Engine.evaluate`` (the prefix cache, no batching).
 
@@ -78,7 +79,7 @@ def case(title: str, engine: Engine, layer: str, reps: int, shapley_samples: int
         times["c"].append(timed(one_at_a_time))
     a, b, c = (statistics.median(times[k]) for k in "abc")
     print(f"{title}: {len(masks)} masks ({len(ranked)} methods + {SEEDS} seeds x {len(counts)} counts)\n"
-          f"  (a) one stacked call   {a * 1e3:9.1f} ms\n"
+          f"  (a) curve_set, stacked {a * 1e3:9.1f} ms\n"
           f"  (b) one call per curve {b * 1e3:9.1f} ms\n"
           f"  (c) one mask at a time {c * 1e3:9.1f} ms\n"
           f"  speed-up (c)/(a) {c / a:6.1f}x   (c)/(b) {c / b:6.1f}x   (b)/(a) {b / a:4.2f}x")

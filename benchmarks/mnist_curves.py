@@ -35,6 +35,7 @@ from core.train import fit  # noqa: E402
 SHAPLEY = {"conv1": 40, "conv2": 50, "fc1": 40, "fc2": 50}  # sampled (antithetic) permutations per layer
 SEEDS = 5
 COLORS = {"shapley": "#1f77b4", "switches": "#d62728", "l1": "#2ca02c"}
+NAMES = {"shapley": "Shapley (sampled)", "switches": "importance switches", "l1": "L1 norm"}
 
 
 def halves(val: DataSplit) -> tuple[DataSplit, DataSplit]:
@@ -83,25 +84,33 @@ def figure(results: dict[str, CurveSet], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.9), dpi=110)
-    for ax, (layer, result) in zip(np.atleast_1d(axes), results.items()):
+    columns = 2 if len(results) > 1 else 1
+    rows = (len(results) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(5.6 * columns, 3.7 * rows + 0.9), dpi=110, squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(results):]:
+        ax.axis("off")
+    for ax, (layer, result) in zip(axes, results.items()):
         band = result.random
         ax.fill_between(band.counts, band.lo * 100, band.hi * 100, color="#999", alpha=0.35, linewidth=0,
                         label=f"random, min-max of {len(band.seeds)} seeds")
         ax.plot(band.counts, band.mean * 100, color="#555", linestyle="--", linewidth=1, label="random mean")
         for curve in result.curves:
             ax.plot(curve.counts, curve.accuracy * 100, color=COLORS.get(curve.method), linewidth=1.6,
-                    marker="o", markersize=2.5, label=curve.label)
+                    marker="o", markersize=2.5, label=NAMES.get(curve.method, curve.label))
         ax.set_title(f"{layer} ({result.units} units)")
         ax.set_xlabel("units removed (least important first)")
         ax.set_ylim(0, 101)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("accuracy on held-out images (%)")
-    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    for ax in axes[::columns]:
+        ax.set_ylabel("accuracy, held-out images (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -148,8 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     results, info = mnist_curves(args.epochs, args.budget, args.switch_epochs)
-    title = (f"LeNet-5 10-20-100-25 on real MNIST (trained on 8,000 t10k images; curves on 1,000 held-out "
-             f"images, full model {info['accuracy']:.2%}); no retraining")
+    title = (f"LeNet-5 10-20-100-25, real MNIST: trained on 8,000 t10k images; rankings on 1,000 others, curves on "
+             f"1,000 more (full model {info['accuracy']:.2%}); no retraining")
     figure(results, Path(args.out), title)
     print(f"\n{title}; training {info['train_seconds']:.0f} s, rankings + curves {info['rank_seconds']:.0f} s; "
           f"switches {info['switches']}\nfigure: {args.out}\n")
@@ -163,10 +172,10 @@ def main() -> None:
             row = summary.loc[curve.label]
             m = comp[curve.method]
             vs = "—" if curve.method == "l1" else f"{m['over_l1']} / {m['under_l1']}"
-            print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units'])} | "
+            print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | "
                   f"{m['above']} / {m['inside']} / {m['below']} (of {m['points']}) | {vs} |")
         row = summary.loc[result.random.label]
-        print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | {int(row['units'])} | — | — |")
+        print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | — | — |")
     print()
     for layer, result in results.items():
         print(statement(layer, result) + "\n")

@@ -603,7 +603,7 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
 
     * ``area``: mean accuracy over the rates covered (area under the curve, rate axis scaled to 1);
     * ``max rate within 1 pt``: the largest rate before the curve first drops more than ``tolerance``
-      (0.01 = 1 point) below the full model (``units``: how many units that is, for a layer);
+      (0.01 = 1 point) below the full model (``units within 1 pt``: how many units that is, for a layer);
     * ``above band`` / ``below band``: points strictly above the best / below the worst random seed;
     * ``first above band``: the smallest rate where the curve rises above the random band;
     * ``vs L1``: points above / below the L1 curve (when L1 is among the curves)."""
@@ -621,7 +621,7 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
         if not curves.whole_network:
             counts = band.counts if curve is None else curve.counts
             ok = row[f"max rate within {tolerance * 100:g} pt"]
-            row["units"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
+            row[f"units within {tolerance * 100:g} pt"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
         above = accuracy > band.hi + 1e-12
         below = accuracy < band.lo - 1e-12
         row["above band"] = f"{int(above.sum())}/{len(accuracy)}" if curve is not None else ""
@@ -689,7 +689,7 @@ def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str |
         title=title or (f"Pruning curves — {curves.layer} ({what}, no retraining)"),
         xaxis_title="pruning rate of every layer (%)" if network else f"units removed (of {curves.units})",
         yaxis=dict(title="accuracy (%)", range=[0, 101]), height=440, hovermode="closest",
-        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.18))
+        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.18, traceorder="normal"))
     return fig
 
 

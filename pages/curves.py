@@ -9,6 +9,7 @@ from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_
                          sensitivity_figure, sensitivity_grid)
 from core.rankings import METHODS, method_params, rank
 from ui.rankings import known_rankings, remember_ranking
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 # computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
@@ -92,7 +93,7 @@ def rankings_by_layer(specs: list[tuple[str, dict]], bar) -> list[dict]:
 
 def carry(layer: str, units_off: list[int]) -> None:
     """Open the Live toggles page with these units of ``layer`` off."""
-    st.session_state[f"off:{chosen.model_key}:{chosen.dataset}:{layer}"] = set(units_off)
+    chosen.set_units_off(units_off, layer)
     if layer != chosen.layer:
         st.session_state["_keep:layer"] = layer
     st.switch_page("pages/toggle.py")
@@ -101,10 +102,10 @@ def carry(layer: str, units_off: list[int]) -> None:
 with friendly_errors():
     layers = chosen.engine("val").layers
     st.title("Pruning curves")
-    st.caption("Accuracy after turning off the n least important units of a layer by each ranking, without "
-               "retraining (paper A Fig. 2, paper B Figs. 4-5). Rankings are computed on the validation split; "
-               "the grey band is the lowest to highest accuracy over random removal orders (one per seed), the "
-               "dashed line their mean: a ranking worth having stays above it.")
+    explain("curves")
+    st.caption("Rankings are computed on the validation split, curves measured on the split chosen here. Grey band: "
+               "lowest to highest accuracy over the random removal orders (one per seed); dashed: their mean. "
+               "Hover a point for the units it removes; click it to carry that mask to Live toggles.")
     top = st.columns([1.3, 1, 1, 1])
     scope = top[0].selectbox("Layer", [*layers, ALL_LAYERS], index=layers.index(chosen.layer),
                              help="'all layers' prunes every prunable layer at the same rate at once (paper B Fig. 5).")
@@ -162,7 +163,10 @@ with friendly_errors():
     st.markdown("**Summary** — area: mean accuracy over the removal range (higher = the ranking keeps more); "
                 "max rate within 1 pt: how much can go before accuracy drops more than 1 point; above/below "
                 "band: points outside the random band.")
-    st.dataframe(result.summary(), hide_index=True, width="stretch")
+    summary = result.summary()
+    for column, style in (("area", "{:.3f}"), (summary.columns[2], "{:.0%}"), ("first above band", "{:.0%}")):
+        summary[column] = [style.format(v) if v == v else "—" for v in summary[column]]  # NaN: never
+    st.dataframe(summary, hide_index=True, width="stretch")
 
     if scope != ALL_LAYERS:
         st.subheader("Carry a mask to Live toggles")

@@ -165,7 +165,7 @@ def test_summary_numbers_on_a_hand_made_curve():
     l1 = Curve("L1", "x", counts, np.array([1.0, 0.97, 0.85, 0.7, 0.2]), np.zeros(5), [[]] * 5, method="l1", units=4)
     table = summarize(CurveSet("x", "least", [good, l1], band, 1.0, 4)).set_index("method")
     assert table.loc["good", "area"] == pytest.approx((1 + 0.995 + 0.995 + 0.99 + 0.99 + 0.6 + 0.6 + 0.2) / 8)
-    assert table.loc["good", "max rate within 1 pt"] == 0.5 and table.loc["good", "units"] == 2
+    assert table.loc["good", "max rate within 1 pt"] == 0.5 and table.loc["good", "units within 1 pt"] == 2
     assert table.loc["L1", "max rate within 1 pt"] == 0.0
     assert table.loc["good", "above band"] == "3/5" and table.loc["good", "below band"] == "0/5"
     assert table.loc["good", "first above band"] == 0.25
