@@ -192,6 +192,12 @@ def _clusters_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=256, help="AM optimization steps (default 256)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=None, help="also list the units this pruning rate (0-1) removes")
+    parser.add_argument("--gamma", choices=("gate", "paper"), default="gate",
+                        help="class contributions: d/d(gate on the whole activation) (default) or paper B's "
+                             "literal mean dP/dA")
+    parser.add_argument("--combine", choices=("sum", "product"), default="sum",
+                        help="SD = AM distance + gamma distance (paper B's text, default) or their product "
+                             "(its printed Eq. 3)")
     parser.add_argument("--json", action="store_true")
 
 
@@ -208,11 +214,13 @@ def clusters(args: argparse.Namespace) -> int:
         raise ValueError(f"--rate must be between 0 and 1 (got {args.rate})")
     with progress_bar(f"AM {args.layer}", "step") as progress:
         am_images(model, args.layer, steps=args.steps, seed=args.seed, progress=progress)
-    similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine)
+    similarity = similarity_matrix(model, data, args.layer, args.steps, args.seed, engine=engine,
+                                   gamma_definition=args.gamma, combine=args.combine)
     with progress_bar("k-means over k", "k") as progress:
         result = cluster_filters(model, data, args.layer, args.steps, args.seed, similarity=similarity,
                                  engine=engine, progress=progress)
-    payload = result.to_dict()
+    payload = {**result.to_dict(), "gamma_definition": similarity.gamma_definition, "combine": similarity.combine,
+               "dead": [int(u) for u in (similarity.dead.nonzero()[0] if similarity.dead is not None else [])]}
     if args.rate is not None:
         payload["rate"], payload["pruned"] = args.rate, pruning_selection(result, args.rate)
     rows = "\n".join(f"  cluster {c}: {' '.join(map(str, m))}{'  (locked)' if len(m) == 1 else ''}"
@@ -236,8 +244,14 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None,
                         help="sampled shapley: stop early once the top K units are separated")
     parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None, help="shapley payoff")
+    parser.add_argument("--truncation", type=float, default=None, metavar="TOL",
+                        help="sampled shapley: stop a permutation once the coalition is within TOL of v(all) (TMC)")
+    parser.add_argument("--no-antithetic", action="store_true",
+                        help="sampled shapley: independent permutations instead of antithetic pairs")
     parser.add_argument("--alpha0", type=float, default=None, help="switches: Dirichlet prior (default: paper's)")
-    parser.add_argument("--steps", type=int, default=None, help="switches: optimizer steps")
+    parser.add_argument("--epochs", type=int, default=None, help="switches: passes over the training split (300)")
+    parser.add_argument("--switch-split", choices=("train", "val"), default=None,
+                        help="switches: split they learn on (default train, as paper A; accuracy is on --split)")
     parser.add_argument("--seed", type=int, default=None, help="seed (sampled shapley, switches, random)")
     parser.add_argument("--no-cache", action="store_true", help="recompute even if a cached ranking exists")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
@@ -245,8 +259,8 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
 
 def _rank_params(args: argparse.Namespace) -> dict:
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
-                    "--payoff": args.payoff}
-    switch_only = {"--alpha0": args.alpha0, "--steps": args.steps}
+                    "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic}
+    switch_only = {"--alpha0": args.alpha0, "--epochs": args.epochs, "--switch-split": args.switch_split}
     for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
         given = [flag for flag, value in flags.items() if value not in (None, False)]
         if given and args.method != method:
@@ -255,8 +269,13 @@ def _rank_params(args: argparse.Namespace) -> dict:
     if args.method == "shapley":
         params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else "sampled"
         params.update({k: v for k, v in (("samples", args.samples), ("k", args.k), ("top_k", args.top_k),
-                                         ("payoff", args.payoff)) if v is not None})
-    params.update({k: v for k, v in (("alpha0", args.alpha0), ("steps", args.steps)) if v is not None})
+                                         ("payoff", args.payoff), ("truncation", args.truncation)) if v is not None})
+        if args.no_antithetic:
+            params["antithetic"] = False
+        if params["estimator"] != "sampled" and (args.truncation is not None or args.no_antithetic):
+            raise ValueError("--truncation and --no-antithetic apply to sampled shapley only")
+    params.update({k: v for k, v in (("alpha0", args.alpha0), ("epochs", args.epochs),
+                                     ("split", args.switch_split)) if v is not None})
     if args.seed is not None:
         if args.method not in ("shapley", "switches", "random"):
             raise ValueError(f"--seed applies to shapley, switches and random, not {args.method}")
@@ -271,8 +290,13 @@ def rank_units(args: argparse.Namespace) -> int:
 
     params = _rank_params(args)
     model, data = load(args)
+    train = None
+    if args.method == "switches" and params.get("split", "train") == "train":  # paper A: the training split
+        input_shape = model.meta.input_shape if data.name == "imagefolder" else None
+        train = load_dataset(data.name, "train", args.data_root, args.download, input_shape)
     with progress_bar(f"{args.method} {args.layer}") as progress:
-        ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache, **params)
+        ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache,
+                       train=train, **params)
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:
@@ -408,7 +432,8 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=None, help="shapley: sampled permutations per layer")
     parser.add_argument("--seed", type=int, default=None, help="seed of random / shapley / switches")
     parser.add_argument("--cluster-aware", action="store_true",
-                        help="paper B: units go by cluster share and contribution index (locked units stay)")
+                        help="paper B: units go by cluster share and contribution index, locked units stay "
+                             "(the --method ranking is then not used)")
     parser.add_argument("--empty-clusters", action="store_true", help="cluster-aware: allow emptying whole clusters")
     parser.add_argument("--am-steps", type=int, default=256, help="cluster-aware: AM steps for the similarity")
     parser.add_argument("--recipe", default="paper-a", choices=list(RECIPES) + ["none"],

@@ -13,6 +13,18 @@ plain reading: switching unit i off is g_i 1 -> 0, so P(y_j) changes by about -g
 Positive = the unit supports class j, negative = it argues against it. Each image's
 probabilities sum to 1, so every row of gamma sums to 0.
 
+Paper B's literal definition is also offered (``definition="paper"``):
+
+    gamma_paper[i, j] = mean over images x and positions (h, w) of  dP(y_j | x) / dA_i(h, w)
+
+the plain derivative with respect to the activation, averaged over the feature map (for an fc
+unit there is one position). The two differ by the activation factor: "gate" weighs each
+position's gradient by how strongly the filter fires there (so a dead filter has gamma = 0 and
+the rows sum to 0), "paper" measures how sensitive the classes are to a small *additive* change
+of the filter's output wherever it is, even where the filter never fires. "gate" is the default
+because its reading (the probability change when the unit is switched off) is what pruning
+needs; the SD matrix records which definition it used.
+
 Computed with ``Engine.gated_logits`` (the one masking engine) and autograd with batched grad
 outputs: one forward and one vectorized backward per batch give all classes at once.
 """
@@ -32,29 +44,52 @@ from .engine import Engine
 Progress = Callable[[int, int], None]
 
 
-def _gamma(engine: Engine, layer: str, batch_size: int, progress: Progress | None) -> np.ndarray:
+DEFINITIONS = ("gate", "paper")
+
+
+def _offset_logits(engine: Engine, layer: str, offset: torch.Tensor, index: slice) -> torch.Tensor:
+    """Logits with ``offset`` (units,) added to every position of each unit's activation (the engine's
+    frozen eval-mode suffix, from its prefix cache): d/d offset_i = sum over positions of d/dA_i."""
+    acts = engine.activations(layer)[index]
+    x = acts + offset.to(acts.dtype).view(1, -1, *([1] * (acts.dim() - 2)))
+    for _, block in engine._frozen_blocks()[engine._position(layer) + 1:]:
+        x = block(x)
+    return x
+
+
+def _gamma(engine: Engine, layer: str, batch_size: int, progress: Progress | None,
+           definition: str = "gate") -> np.ndarray:
     units, n = engine.units(layer), len(engine.data)
     classes = len(engine.data.class_names)
-    gate = torch.ones(units, device=engine.device, requires_grad=True)
+    acts = engine.activations(layer)
+    positions = int(np.prod(acts.shape[2:])) if acts.dim() > 2 else 1
+    start = 1.0 if definition == "gate" else 0.0
+    gate = torch.full((units,), start, device=engine.device, requires_grad=True)
     basis = torch.eye(classes, device=engine.device)
     total = torch.zeros(units, classes, device=engine.device, dtype=torch.float64)
     batches = range(0, n, batch_size)
     for done, lo in enumerate(batches, 1):
         index = slice(lo, min(n, lo + batch_size))
         with torch.enable_grad():
-            probability = engine.gated_logits(layer, gate, index).softmax(-1).sum(0)  # (classes,) over the batch
+            logits = engine.gated_logits(layer, gate, index) if definition == "gate" else \
+                _offset_logits(engine, layer, gate, index)
+            probability = logits.softmax(-1).sum(0)  # (classes,) over the batch
             # one vectorized backward per class basis vector: the (classes, units) Jacobian
             (jacobian,) = torch.autograd.grad(probability, gate, grad_outputs=basis, is_grads_batched=True)
         total += jacobian.t().double()
         if progress is not None:
             progress(done, len(batches))
-    return (total / n).float().cpu().numpy()
+    scale = n if definition == "gate" else n * positions  # "paper": also the mean over positions
+    return (total / scale).float().cpu().numpy()
 
 
 def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_size: int = 256,
                         progress: Progress | None = None, cache: bool = True,
-                        engine: Engine | None = None) -> np.ndarray:
+                        engine: Engine | None = None, definition: str = "gate") -> np.ndarray:
     """gamma: (units, classes) mean dP(class)/d(gate of unit) over ``data`` (see the module doc).
+
+    ``definition``: "gate" (default, d/d of a gate scaling the unit's whole activation) or "paper"
+    (paper B's literal mean of dP/dA over images and positions).
 
     Pass an existing ``engine`` to reuse its cached activations. Cached on disk by checkpoint
     hash, data split and layer."""
@@ -62,9 +97,11 @@ def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_siz
     engine.units(layer)  # validates the layer name with a clear message
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1 (got {batch_size})")
+    if definition not in DEFINITIONS:
+        raise ValueError(f"gamma definition must be 'gate' or 'paper', not {definition!r}")
 
     def compute():
-        return {"gamma": _gamma(engine, layer, batch_size, progress)}, {}
+        return {"gamma": _gamma(engine, layer, batch_size, progress, definition)}, {}
 
     if not cache:
         return compute()[0]["gamma"]
@@ -72,6 +109,8 @@ def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_siz
 
     key = {"checkpoint": getattr(getattr(model, "meta", None), "sha256", ""), "weights": weights_digest(model),
            "data": data.key, "data_digest": data_digest(data), "layer": layer, "version": 1}
+    if definition != "gate":  # the gate entries keep their key (their values did not change)
+        key["definition"] = definition
     arrays, _ = cached("gamma", key, compute)
     return arrays["gamma"]
 

@@ -26,6 +26,21 @@
 SD is a *dissimilarity*: 0 = identical pattern and identical class contributions; about 2 is a
 typical pair of the layer. It is symmetric with a zero diagonal.
 
+- Sum or product: paper B's text says the two distances are *added*; its printed Eq. 3 multiplies
+  them. The sum is the default (``combine="sum"``); ``combine="product"`` gives
+  SD = D_am / mean(D_am) * D_gamma / mean(D_gamma) (then about 1 is a typical pair, and a pair
+  that is identical in either term is at 0).
+- Dead filters: a unit whose activation is zero on every image has no pattern and no
+  contribution; its AM image is leftover noise and its gamma row numerical dust. Its pattern
+  vector and gamma row are set to 0 (``dead=``), so two dead units are at distance 0 (they are
+  duplicates of each other) and a dead unit is at the same distance (1 before normalization) from
+  every live one.
+- What the spectrum amplitude does not see: a contrast-inverted pattern (x -> -x around its mean)
+  and a pattern rotated by 180 degrees have exactly the same amplitude spectrum, so D_am counts
+  them as identical; together with position, these are the things the conv distance ignores. The
+  class-contribution term is what tells such filters apart when their function differs.
+- ``gamma_definition`` ("gate" or "paper", see core/contributions.py) is recorded in ``Similarity``.
+
 **Clusters.** k-means (scikit-learn) on the rows of SD (each unit described by its SD to every
 unit of the layer), k searched over 1 .. floor(I/2). Criterion: the silhouette score computed
 on SD itself (``metric="precomputed"``), best k wins. The silhouette is undefined for k = 1, so
@@ -71,6 +86,9 @@ class Similarity:
     gamma_distance: np.ndarray  # (I, I) normalized class-contribution distance (mean off-diagonal 1)
     gamma: np.ndarray  # (I, classes)
     am: AMResult | None = None
+    gamma_definition: str = "gate"  # which class-contribution definition gamma uses
+    combine: str = "sum"  # how the two distances were combined: "sum" (paper's text) or "product" (its Eq. 3)
+    dead: np.ndarray | None = None  # (I,) True for units silent on every image
 
 
 @dataclass
@@ -125,30 +143,53 @@ def _mean_normalized(distance: np.ndarray) -> np.ndarray:
     return distance / mean if mean > 0 else distance
 
 
-def sd_matrix(am_images_: np.ndarray, gamma: np.ndarray,
-              translation_invariant: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+COMBINE = ("sum", "product")
+
+
+def sd_matrix(am_images_: np.ndarray, gamma: np.ndarray, translation_invariant: bool = True,
+              combine: str = "sum", dead: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(SD, normalized AM distance, normalized gamma distance) from AM images and gamma (see module doc).
 
-    ``translation_invariant``: True for conv units (compare spectra), False for fc units (pixels)."""
+    ``translation_invariant``: True for conv units (compare spectra), False for fc units (pixels).
+    ``combine``: "sum" (default, paper B's text) or "product" (its printed Eq. 3).
+    ``dead``: (I,) bools, units with no activation: their pattern and gamma are zeroed."""
     if len(am_images_) != len(gamma):
         raise ValueError(f"{len(am_images_)} AM images but {len(gamma)} gamma rows: they must describe the same units")
-    d_am = _mean_normalized(squareform(pdist(pattern_vectors(am_images_, translation_invariant))))
-    d_gamma = _mean_normalized(squareform(pdist(unit_rows(gamma))))
-    sd = d_am + d_gamma
-    np.fill_diagonal(sd, 0.0)
+    if combine not in COMBINE:
+        raise ValueError(f"SD combines the distances by 'sum' or 'product', not {combine!r}")
+    patterns = pattern_vectors(am_images_, translation_invariant)
+    rows = unit_rows(gamma)
+    if dead is not None and np.any(dead):
+        dead = np.asarray(dead, dtype=bool)
+        patterns[dead], rows[dead] = 0.0, 0.0
+    d_am = _mean_normalized(squareform(pdist(patterns)))
+    d_gamma = _mean_normalized(squareform(pdist(rows)))
+    sd = d_am + d_gamma if combine == "sum" else d_am * d_gamma
     return sd, d_am, d_gamma
 
 
+def dead_units(engine: Engine, layer: str) -> np.ndarray:
+    """(I,) True for the units whose activation is exactly zero on every image of the engine's split."""
+    acts = engine.activations(layer)
+    return (acts.abs().flatten(2).amax(2) if acts.dim() > 2 else acts.abs()).amax(0).cpu().numpy() == 0
+
+
 def similarity_matrix(model: nn.Module, data: DataSplit, layer: str, steps: int = 256, seed: int = 0,
-                      progress: Progress | None = None, engine: Engine | None = None) -> Similarity:
+                      progress: Progress | None = None, engine: Engine | None = None,
+                      gamma_definition: str = "gate", combine: str = "sum") -> Similarity:
     """SD of every pair of units of ``layer`` (paper B Eq. 3), from AM images and class contributions.
 
+    ``gamma_definition``: "gate" or "paper" (core/contributions.py); ``combine``: "sum" or "product".
     Both inputs are cached on disk, so a second call is instant. ``progress`` follows the AM steps."""
+    if combine not in COMBINE:
+        raise ValueError(f"SD combines the distances by 'sum' or 'product', not {combine!r}")
+    engine = engine or Engine(model, data)
     am = am_images(model, layer, steps=steps, seed=seed, progress=progress)
-    gamma = class_contributions(model, data, layer, engine=engine)
+    gamma = class_contributions(model, data, layer, engine=engine, definition=gamma_definition)
     conv = isinstance(weight_module(model, layer), nn.Conv2d)
-    sd, d_am, d_gamma = sd_matrix(am.images, gamma, translation_invariant=conv)
-    return Similarity(layer, sd, d_am, d_gamma, gamma, am)
+    dead = dead_units(engine, layer)
+    sd, d_am, d_gamma = sd_matrix(am.images, gamma, translation_invariant=conv, combine=combine, dead=dead)
+    return Similarity(layer, sd, d_am, d_gamma, gamma, am, gamma_definition, combine, dead)
 
 
 # --- clusters -----------------------------------------------------------------------------------
@@ -281,6 +322,6 @@ def cluster_rows_image(images: np.ndarray, clusters: Clusters, removed: Sequence
                 draw.line([(x, y), (x + size, y + size)], fill=(220, 30, 30), width=4)
                 draw.line([(x, y + size), (x + size, y)], fill=(220, 30, 30), width=4)
             colour = (220, 30, 30) if unit in removed else (0, 0, 0)
-            draw.text((x, y + size + 1), f"#{unit}", fill=colour, font=small)
+            draw.text((x, y + size + 1), f"unit {unit}", fill=colour, font=small)
         y += cell_h
     return sheet

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from itertools import combinations
 
 import numpy as np
@@ -108,11 +107,12 @@ def _state(model):
 
 def test_switches_are_a_distribution_and_leave_the_network_untouched(model, digits_val):
     before = _state(model)
-    ranking = rank(model, digits_val, "conv2", "switches", steps=60, cache=False)
+    ranking = rank(model, digits_val, "conv2", "switches", epochs=12, cache=False)
     assert np.all(ranking.scores > 0) and ranking.scores.sum() == pytest.approx(1.0, abs=1e-6)
     assert ranking.params["alpha0"] == 2.0  # paper A's LeNet prior
-    assert len(ranking.extra["likelihood"]) == len(ranking.extra["kl"]) == 60
-    assert ranking.extra["likelihood"][-10:].mean() > ranking.extra["likelihood"][:10].mean()  # it learns
+    assert ranking.params["split"] == "train" and ranking.extra["train_images"] == 1079  # paper A: training split
+    assert len(ranking.extra["likelihood"]) == len(ranking.extra["kl"]) == 12  # one point per epoch
+    assert ranking.extra["likelihood"][-3:].mean() > ranking.extra["likelihood"][:3].mean()  # it learns
     after = model.state_dict()
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
@@ -124,7 +124,7 @@ def test_switches_on_a_batchnorm_vgg_leave_weights_and_bn_buffers_unchanged():
     images = torch.rand(48, 3, 32, 32)
     data = DataSplit("random", "val", images, torch.randint(0, 10, (48,)), [str(i) for i in range(10)])
     before = _state(vgg)
-    ranking = rank(vgg, data, "conv3", "switches", steps=15, alpha0=0.05, cache=False)
+    ranking = rank(vgg, data, "conv3", "switches", epochs=3, batch_size=16, alpha0=0.05, train=data, cache=False)
     assert np.all(ranking.scores > 0) and ranking.scores.sum() == pytest.approx(1.0, abs=1e-6)
     after = vgg.state_dict()
     assert any("running_mean" in name for name in before)
@@ -176,15 +176,16 @@ def test_agreement_overlap_chance_and_table(model, digits_val):
     assert len(pairs) == 3 and pairs["Spearman"].between(-1, 1).all()
 
 
-def test_cache_hit_is_identical_and_fast_and_a_corrupt_file_is_recomputed(model, digits_val):
+def test_cache_hit_is_identical_skips_the_work_and_a_corrupt_file_is_recomputed(model, digits_val, monkeypatch):
     first = rank(model, digits_val, "conv1", "shapley", samples=40, seed=11)
     assert not first.cached
-    start = time.perf_counter()
-    hit = rank(model, digits_val, "conv1", "shapley", samples=40, seed=11)
-    assert hit.cached and time.perf_counter() - start < min(0.5, first.seconds / 3)
+    with monkeypatch.context() as patched:  # a hit must not compute anything (timing: benchmarks, not tests)
+        patched.setattr(METHODS["shapley"], "compute", lambda *a, **k: pytest.fail("a cache hit recomputed"))
+        hit = rank(model, digits_val, "conv1", "shapley", samples=40, seed=11)
+    assert hit.cached
     np.testing.assert_array_equal(hit.scores, first.scores)
     np.testing.assert_array_equal(hit.stderr, first.stderr)
-    key = {"version": 1, "checkpoint": model.meta.sha256, "weights": weights_digest(model), "data": digits_val.key,
+    key = {"version": core.rankings.CACHE_VERSION, "checkpoint": model.meta.sha256, "weights": weights_digest(model), "data": digits_val.key,
            "data_digest": core.rankings.data_digest(digits_val), "layer": "conv1", "method": "shapley",
            "params": core.rankings.method_params("shapley", {"samples": 40, "seed": 11})}
     path = entry_path("rankings", key)
@@ -218,11 +219,14 @@ def test_cli_rank_writes_json_and_errors_are_one_line(tmp_path, capsys):
 def test_real_mnist_shapley_and_switches_agree_on_top_units():
     from benchmarks.mnist_table import mnist_table
 
-    rows = mnist_table(epochs=2, budget=0.5, steps=150)  # README table: benchmarks/mnist_table.py, full budget
+    rows = mnist_table(epochs=2, budget=0.5, switch_epochs=5)  # README table: benchmarks/mnist_table.py, full budget
     assert [r["layer"] for r in rows] == ["conv1", "conv2", "fc1", "fc2"]
     assert rows[0]["accuracy"] > 0.9  # a real LeNet-5, not an untrained one
     for row in rows:
         assert 0 <= row["overlap"] <= 5 and 0 < row["p_chance"] <= 1
-    # paper A Table 1: >= 50% top-5 overlap; we require it on conv1 and on average over the layers
-    assert rows[0]["overlap"] >= 3 and rows[0]["p_chance"] < 0.05
+    # paper A Table 1: >= 50% top-5 overlap on small layers. On conv1 (10 units) even 4/5 is weak
+    # evidence (p = 0.10), so no single layer's p-value is required: the overlap on conv1, on average
+    # over the layers, and better than chance (p < 0.05) on at least two of the four layers
+    assert rows[0]["overlap"] >= 3
     assert sum(row["overlap"] for row in rows) >= 10
+    assert sum(row["p_chance"] < 0.05 for row in rows) >= 2

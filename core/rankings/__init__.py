@@ -33,7 +33,8 @@ METHODS: dict[str, Any] = {  # name -> module (or object) with DEFAULTS, label, 
     "shapley": shapley, "switches": switches, "l1": magnitude.L1, "l2": magnitude.L2,
     "taylor": taylor, "activation": activation, "random": random,
 }
-CACHE_VERSION = 1  # bump when a method's numbers change meaning
+CACHE_VERSION = 2  # bump when a method's numbers change meaning
+# 2: switches train on the training split with KL / n_train, in epochs; Shapley early stop is Bonferroni-corrected
 
 
 @dataclass
@@ -86,9 +87,13 @@ def method_params(method: str, params: dict, engine: Engine | None = None) -> di
 
 
 def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", progress: Progress | None = None,
-         cache: bool = True, engine: Engine | None = None, **params) -> Ranking:
+         cache: bool = True, engine: Engine | None = None, train: DataSplit | Engine | None = None,
+         **params) -> Ranking:
     """Rank the units of ``layer`` by ``method`` (see METHODS); ``params`` are the method's options.
 
+    ``data``: the validation split every accuracy is measured on. ``train``: the training split
+    (a DataSplit or an Engine on it) for methods that learn (importance switches, paper A); when
+    it is not given it is loaded as ``load_dataset(data.name, "train")``.
     ``engine``: an existing Engine for this model and data (reuses its activation caches).
     ``cache``: read/write the on-disk cache (False always recomputes and stores nothing)."""
     engine = engine if engine is not None else Engine(model, data)
@@ -97,10 +102,17 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     engine.units(layer)  # validates the layer name
     params = method_params(method, params, engine)
     module = METHODS[method]
+    kwargs: dict[str, Any] = {}
+    train_key: dict[str, str] = {}
+    uses_train = getattr(module, "uses_training_split", None)
+    if uses_train is not None and uses_train(params):
+        train_engine = _train_engine(model, data, train)
+        kwargs["train_engine"] = train_engine
+        train_key = {"train_data": train_engine.data.key, "train_digest": data_digest(train_engine.data)}
 
     def compute():
         start = time.perf_counter()
-        scores, stderr, extra = module.compute(engine, layer, progress, **params)
+        scores, stderr, extra = module.compute(engine, layer, progress, **params, **kwargs)
         arrays = {"scores": np.asarray(scores, dtype=np.float64)}
         if stderr is not None:
             arrays["stderr"] = np.asarray(stderr, dtype=np.float64)
@@ -112,7 +124,7 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     if cache:
         key = {"version": CACHE_VERSION, "checkpoint": getattr(getattr(model, "meta", None), "sha256", ""),
                "weights": weights_digest(model), "data": data.key, "data_digest": data_digest(data),
-               "layer": layer, "method": method, "params": params}
+               "layer": layer, "method": method, "params": params, **train_key}
         hit = {"hit": True}
 
         def compute_and_note():
@@ -128,6 +140,24 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     extra.update(meta.get("extra", {}))
     return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
                    float(meta["seconds"]), module.label(params), extra, cached=hit["hit"])
+
+
+def _train_engine(model: nn.Module, data: DataSplit, train: DataSplit | Engine | None) -> Engine:
+    """An Engine on the training split (given, or loaded by the validation split's dataset name)."""
+    if isinstance(train, Engine):
+        if train.model is not model:
+            raise ValueError("the training engine given does not hold this model")
+        return train
+    if train is None:
+        from ..data import load_dataset
+
+        try:
+            train = load_dataset(data.name, "train")
+        except Exception as exc:  # noqa: BLE001 - any loading failure gets the same advice
+            raise ValueError(f"switches train on the training split of {data.name} and it could not be loaded "
+                             f"({exc}); pass it as rank(..., train=core.load_dataset(..., 'train')) or use "
+                             f"split='val'") from None
+    return Engine(model, train)
 
 
 def weights_digest(model: nn.Module) -> str:

@@ -5,12 +5,21 @@ data split of the network where only the units in C are on, evaluated through th
 batches of coalitions. Estimators:
 
 - ``exact``: all 2^N coalitions, Eq. 2. Satisfies efficiency: sum = v(all) - v(none).
-- ``truncated``: as the authors' code, only *removal* sets of size <= k (the network stays nearly
-  whole): SV_i ~ 1/(k+1) * sum_{s<=k} mean_{|R|=s, i not in R} [v(N-R) - v(N-R-i)]. This is Eq. 2
-  of the dual game restricted to its first k+1 size levels; k = N-1 gives the exact value.
-- ``sampled``: permutation Monte Carlo (Eq. 1), unbiased, with antithetic pairs (a permutation
-  and its reverse), standard errors over pairs, and an optional early stop once the top_k units
-  are separated from the rest by their confidence bounds (cf. Neuron Shapley's bandit).
+- ``truncated``: only *removal* sets of size <= k (the network stays nearly whole):
+  SV_i ~ 1/(k+1) * sum_{s<=k} mean_{|R|=s, i not in R} [v(N-R) - v(N-R-i)]. This is Eq. 2 written
+  over removal sets (a unit's marginal when it joins the coalition N-R-i, weighted equally per
+  size level), restricted to its first k+1 size levels; k = N-1 gives the exact value. It is
+  *not* the authors' code: their ``compute_combinations_lenet`` enumerates removal sizes 1, N-1,
+  2, N-2, ... and their ``exact_partial`` treats the removed sets as kept sets. Paper A's text
+  describes truncating Eq. 2 to small coalitions; we truncate to small *removals* because
+  accuracy only moves when a near-whole network loses units (small kept coalitions all sit
+  at chance accuracy, so their marginals carry almost no ranking information).
+- ``sampled``: permutation Monte Carlo (Eq. 1), unbiased, by default with antithetic pairs (a
+  permutation and its reverse), standard errors over pairs (or over permutations), an optional
+  truncation (TMC: ``truncation=tol`` stops walking a permutation once the running coalition is
+  within tol of v(all); its remaining marginals are 0 — biased, cheaper), and an optional early
+  stop once the top_k units are separated by simultaneous (Bonferroni) confidence bounds
+  (cf. Neuron Shapley's bandit).
 """
 from __future__ import annotations
 
@@ -19,12 +28,12 @@ from math import comb, factorial
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import t as t_dist
 
 from ..engine import Engine
 
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
-            "payoff": "accuracy", "seed": 0}
+            "antithetic": True, "truncation": None, "payoff": "accuracy", "seed": 0}
 EXACT_LIMIT = 20  # 2^20 coalitions: minutes for a small layer; above, refuse
 ESTIMATORS = ("exact", "truncated", "sampled")
 _CHUNK = 4096  # coalitions per engine call
@@ -37,13 +46,20 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
         raise ValueError(f"unknown Shapley estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if params["payoff"] not in ("accuracy", "loss"):
         raise ValueError(f"payoff must be 'accuracy' or 'loss', not {params['payoff']!r}")
-    used = {"exact": (), "truncated": ("k",), "sampled": ("samples", "top_k", "confidence", "seed")}[estimator]
+    used = {"exact": (), "truncated": ("k",), "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation",
+                                                           "seed")}[estimator]
     out = {"estimator": estimator, "payoff": params["payoff"], **{name: params[name] for name in used}}
     if estimator == "sampled":
         out["samples"] = int(out["samples"])
+        out["antithetic"] = bool(out["antithetic"])
         if out["samples"] < 2:
-            raise ValueError("sampled Shapley needs at least 2 permutations (one antithetic pair)")
-        out["samples"] += out["samples"] % 2  # antithetic pairs
+            raise ValueError("sampled Shapley needs at least 2 permutations (for a standard error)")
+        if out["antithetic"]:
+            out["samples"] += out["samples"] % 2  # antithetic pairs
+        if out["truncation"] is not None:
+            out["truncation"] = float(out["truncation"])
+            if out["truncation"] <= 0:
+                raise ValueError(f"truncation must be a positive tolerance (or None), got {out['truncation']}")
         if out["top_k"] is not None:
             out["top_k"] = int(out["top_k"])
         if not 0 < float(out["confidence"]) < 1:
@@ -55,7 +71,9 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
 
 def label(params: dict) -> str:
     extra = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}",
-             "sampled": f"sampled, {params.get('samples')} perms"}[params["estimator"]]
+             "sampled": f"sampled, {params.get('samples')} perms"
+                        + ("" if params.get("antithetic", True) else ", no pairs")
+                        + (f", TMC {params['truncation']:g}" if params.get("truncation") else "")}[params["estimator"]]
     return f"Shapley ({extra}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
@@ -68,7 +86,7 @@ def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled
     if estimator == "truncated":
         return truncated(value, units, params["k"], progress)
     return sampled(value, units, params["samples"], params["seed"], params["top_k"], params["confidence"],
-                   progress)
+                   progress, params["antithetic"], params["truncation"])
 
 
 def _payoff(engine: Engine, layer: str, payoff: str):
@@ -146,50 +164,111 @@ def _chunked(value, keep: np.ndarray, progress=None) -> np.ndarray:
 
 
 def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = None,
-            confidence: float = 0.95, progress=None):
+            confidence: float = 0.95, progress=None, antithetic: bool = True, truncation: float | None = None):
+    """Permutation Monte Carlo (Eq. 1). ``samples`` permutations; with ``antithetic`` they come in pairs
+    (a permutation and its reverse) and the standard errors are taken over pairs.
+
+    ``truncation`` (TMC, as in Data Shapley / Neuron Shapley): walking along a permutation, once the
+    running coalition's payoff is within ``truncation`` of v(all), the remaining units' marginals are
+    set to 0 without evaluating their coalitions. Prefixes are evaluated in blocks of sizes, so a few
+    coalitions past the truncation point are evaluated (and counted) too.
+
+    ``top_k``: stop once the top_k units are separated from the rest by simultaneous confidence
+    intervals (Student t, Bonferroni over the units and over the looks), so the stated
+    ``confidence`` bounds the chance that an early stop names a wrong top-k set."""
     if top_k is not None and not 0 < top_k < units:
         raise ValueError(f"top_k must be between 1 and {units - 1} for {units} units, got {top_k}")
     rng = np.random.default_rng(seed)
     ends = value(np.stack([np.zeros(units, np.float32), np.ones(units, np.float32)]))  # v(none), v(all)
-    pairs_total = samples // 2
-    per_round = max(1, 256 // (2 * max(1, units - 1)))  # pairs per engine call; early-stop check granularity
-    z = norm.ppf(1 - (1 - confidence) / 2)
-    pair_means: list[np.ndarray] = []
+    group = 2 if antithetic else 1  # permutations per independent draw
+    draws_total = samples // group
+    if truncation is None:
+        per_round = max(1, 256 // (group * max(1, units - 1)))  # draws per engine call; early-stop granularity
+    else:
+        per_round = max(1, 32 // group)
+    looks = max(1, -(-draws_total // per_round))
+    draw_means: list[np.ndarray] = []
+    evaluations = 2
     stopped_early = False
-    while len(pair_means) < pairs_total:
-        batch = min(per_round, pairs_total - len(pair_means))
+    while len(draw_means) < draws_total:
+        batch = min(per_round, draws_total - len(draw_means))
         perms = [rng.permutation(units) for _ in range(batch)]
-        perms = [p for perm in perms for p in (perm, perm[::-1])]  # antithetic: each with its reverse
-        # prefix coalitions of every permutation (sizes 1..N-1; sizes 0 and N are the shared ends)
-        keep = np.zeros((len(perms), units - 1, units), np.float32)
-        for row, perm in enumerate(perms):
-            for size in range(1, units):
-                keep[row, size - 1:, perm[size - 1]] = 1
-        inner = value(keep.reshape(-1, units)).reshape(len(perms), units - 1) if units > 1 else \
-            np.zeros((len(perms), 0))
-        chain = np.concatenate([np.full((len(perms), 1), ends[0]), inner, np.full((len(perms), 1), ends[1])], 1)
+        if antithetic:
+            perms = [p for perm in perms for p in (perm, perm[::-1])]  # each with its reverse
+        chain, used = _chains(value, np.array(perms), units, ends, truncation)
+        evaluations += int(used.sum())
         marginals = np.zeros((len(perms), units))
         for row, perm in enumerate(perms):
             marginals[row, perm] = np.diff(chain[row])
-        pair_means.extend(marginals.reshape(batch, 2, units).mean(1))
+        draw_means.extend(marginals.reshape(batch, group, units).mean(1))
         if progress:
-            progress(2 * len(pair_means), samples)
-        if top_k is not None and len(pair_means) >= 10 and _separated(np.array(pair_means), top_k, z):
+            progress(group * len(draw_means), samples)
+        if top_k is not None and len(draw_means) >= 10 and \
+                _separated(np.array(draw_means), top_k, confidence, units * looks):
             stopped_early = True
             break
-    estimates = np.array(pair_means)
-    stderr = estimates.std(0, ddof=1) / np.sqrt(len(estimates))
+    estimates = np.array(draw_means)
+    stderr = estimates.std(0, ddof=1) / np.sqrt(len(estimates)) if len(estimates) > 1 else np.full(units, np.nan)
     if progress and stopped_early:
         progress(samples, samples)
-    return estimates.mean(0), stderr, {"permutations": 2 * len(estimates), "stopped_early": stopped_early,
+    # the interval half-width in standard errors that the early stop uses (simultaneous over units and looks)
+    bound_z = float(t_dist.ppf(1 - (1 - confidence) / (2 * units * looks), df=max(1, len(estimates) - 1)))
+    return estimates.mean(0), stderr, {"permutations": group * len(estimates), "stopped_early": stopped_early,
+                                       "bound_z": bound_z,
                                        "v_all": float(ends[1]), "v_none": float(ends[0]),
-                                       "evaluations": 2 * len(estimates) * (units - 1) + 2}
+                                       "evaluations": int(evaluations)}
 
 
-def _separated(pair_means: np.ndarray, top_k: int, z: float) -> bool:
-    """True when every top_k unit's lower bound lies above every other unit's upper bound."""
-    mean = pair_means.mean(0)
-    half = z * pair_means.std(0, ddof=1) / np.sqrt(len(pair_means))
+def _prefix_keep(perms: np.ndarray, units: int, sizes: np.ndarray) -> np.ndarray:
+    """(P, len(sizes), units) keep masks: row p, column s = the first sizes[s] units of perms[p] on."""
+    rank_of = np.empty_like(perms)
+    rank_of[np.arange(len(perms))[:, None], perms] = np.arange(units)  # position of each unit in its perm
+    return (rank_of[:, None, :] < sizes[None, :, None]).astype(np.float32)
+
+
+def _chains(value, perms: np.ndarray, units: int, ends: np.ndarray, truncation: float | None):
+    """Payoff of every prefix of every permutation, (P, units + 1), and the coalitions evaluated per row."""
+    count = len(perms)
+    chain = np.empty((count, units + 1))
+    chain[:, 0], chain[:, -1] = ends[0], ends[1]
+    if units <= 1:
+        return chain, np.zeros(count, dtype=int)
+    if truncation is None:
+        sizes = np.arange(1, units)
+        chain[:, 1:-1] = value(_prefix_keep(perms, units, sizes).reshape(-1, units)).reshape(count, units - 1)
+        return chain, np.full(count, units - 1)
+    block = max(1, -(-(units - 1) // 8))
+    active = np.abs(chain[:, 0] - ends[1]) >= truncation  # an empty coalition already at v(all) stops at once
+    done_at = np.where(active, units, 0)  # prefix size from which the payoff is frozen
+    used = np.zeros(count, dtype=int)
+    for lo in range(1, units, block):
+        rows = np.flatnonzero(active)
+        if not len(rows):
+            break
+        sizes = np.arange(lo, min(units, lo + block))
+        values = value(_prefix_keep(perms[rows], units, sizes).reshape(-1, units)).reshape(len(rows), len(sizes))
+        used[rows] += len(sizes)
+        chain[rows[:, None], sizes[None, :]] = values
+        close = np.abs(values - ends[1]) < truncation
+        for r, row in enumerate(rows):
+            hit = np.flatnonzero(close[r])
+            if len(hit):
+                done_at[row] = sizes[hit[0]]
+                active[row] = False
+    for row in range(count):  # after truncation the payoff stays put: the remaining marginals are 0
+        if done_at[row] < units:
+            chain[row, done_at[row] + 1:units] = chain[row, done_at[row]]
+            chain[row, units] = chain[row, done_at[row]]
+    return chain, used
+
+
+def _separated(draws: np.ndarray, top_k: int, confidence: float, comparisons: int) -> bool:
+    """True when every top_k unit's lower bound lies above every other unit's upper bound, with two-sided
+    Student-t intervals at level 1 - (1 - confidence) / comparisons each (Bonferroni)."""
+    n = len(draws)
+    mean = draws.mean(0)
+    z = t_dist.ppf(1 - (1 - confidence) / (2 * comparisons), df=n - 1)
+    half = z * draws.std(0, ddof=1) / np.sqrt(n)
     order = np.argsort(-mean, kind="stable")
     top, rest = order[:top_k], order[top_k:]
     return bool(np.min(mean[top] - half[top]) > np.max(mean[rest] + half[rest]))

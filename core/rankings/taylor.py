@@ -1,18 +1,24 @@
 """Paper B Eq. 7 contribution index: I(F_i) = mean over images of |dZ/dA_i * A_i|, Z = the loss.
 
-Gradient x activation per unit comes from Captum's LayerGradientXActivation on the module whose
-output carries the layer's units (after BN/ReLU, where units are switched off). For a conv unit
-the product is averaged over the feature map before the absolute value (first-order Taylor
-estimate of the loss change when the whole channel is removed, as in Molchanov et al.)."""
+Gradient x activation per unit, at the point where the layer's units enter the rest of the
+network (after BN/ReLU, where units are switched off). For a conv unit the product is averaged
+over the feature map *before* the absolute value (first-order Taylor estimate of the loss change
+when the whole channel is removed, as in Molchanov et al.), then |.| per image, then the mean
+over images.
+
+Computed with ``Engine.gated_logits`` and a per-image gate g (B, units) at 1: d loss_b / d g_bi =
+sum_{h,w} dZ_b/dA_i(h,w) * A_i(h,w), divided by the map's size H*W. The engine runs a private
+eval-mode copy of the suffix from its prefix cache, so the shared model's mode, hooks and
+gradients are never touched (a test cross-checks the values against Captum's
+LayerGradientXActivation on a private copy).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerGradientXActivation
 
 from ..engine import Engine
-from ..models import mask_point
 
 DEFAULTS = {"batch_size": 256}
 
@@ -22,20 +28,20 @@ def label(params: dict) -> str:
 
 
 def compute(engine: Engine, layer: str, progress=None, batch_size: int = 256):
-    model, data = engine.model.eval(), engine.data
-
-    def loss_per_image(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(images), labels, reduction="none")
-
-    attribution = LayerGradientXActivation(loss_per_image, mask_point(model, layer))
+    acts = engine.activations(layer)
+    positions = int(np.prod(acts.shape[2:])) if acts.dim() > 2 else 1
+    labels = engine.data.labels.to(engine.device)
     total = np.zeros(engine.units(layer))
-    n = len(data)
+    n = len(engine.data)
     for lo in range(0, n, batch_size):
-        images = data.images[lo:lo + batch_size].to(engine.device)
-        labels = data.labels[lo:lo + batch_size].to(engine.device)
-        attr = attribution.attribute(images, additional_forward_args=(labels,))
-        per_unit = attr.flatten(2).mean(2) if attr.dim() > 2 else attr  # (B, units)
-        total += per_unit.abs().sum(0).detach().cpu().numpy()
+        index = slice(lo, min(n, lo + batch_size))
+        gate = torch.ones(index.stop - lo, acts.shape[1], device=engine.device, dtype=acts.dtype,
+                          requires_grad=True)
+        with torch.enable_grad():
+            loss = F.cross_entropy(engine.gated_logits(layer, gate, index), labels[index], reduction="sum")
+            (grad,) = torch.autograd.grad(loss, gate)
+        per_unit = grad / positions  # (B, units): spatial mean of grad x act, per image
+        total += per_unit.abs().sum(0).detach().double().cpu().numpy()
         if progress:
-            progress(min(n, lo + batch_size), n)
+            progress(index.stop, n)
     return total / n, None, {}
