@@ -111,8 +111,8 @@ with friendly_errors():
     else:
         value = mid.slider("Share to keep", 0.05, 1.0, 0.5, 0.05, key="compress_share")
     method_label = right.selectbox("Ranking", list(METHODS), key="compress_method",
-                                   help="Which units go inside a layer: the lowest of this ranking. Rankings "
-                                        "computed on the Rankings page are reused.")
+                                   help="Which units go inside a layer: the lowest of this ranking (not used "
+                                        "when cluster-aware). Rankings computed on the Rankings page are reused.")
     cluster_aware = right.checkbox("Cluster-aware (paper B)", key="compress_clusters",
                                    help="Each cluster of similar filters gives a share proportional to its size, "
                                         "lowest contribution index first; singleton (locked) filters stay.")
@@ -196,12 +196,19 @@ def job_panel() -> None:
     else:
         st.success("Fine-tuning finished" + (" (cached result for these settings)" if job.stats.get("cached") else "")
                    + ".")
-    history = job.result["result"].finetune.history if job.status == "done" else job.history
-    if history:
-        figure = go.Figure(go.Scatter(x=[h["iteration"] for h in history], y=[h["val_accuracy"] for h in history],
-                                      mode="lines+markers", name="validation accuracy"))
-        figure.update_layout(title="Accuracy recovery while fine-tuning (paper B Fig. 6)", height=300,
-                             xaxis_title="iteration", yaxis_title="validation accuracy", margin=dict(t=40, b=40))
+    curves = st.session_state.setdefault("_compress_histories", {})
+    if job.status == "done":
+        row = job.result["result"].row
+        curves[job.key] = (f"{row.method} → {row.widths}", job.result["result"].finetune.history)
+    shown = [(label, h) for k, (label, h) in curves.items() if k[:2] == job.key[:2]]
+    if job.running and job.history:
+        shown.append(("running", job.history))
+    if shown:  # every finished run of this model: compare recoveries (e.g. cluster-aware vs L1 at the same rate)
+        figure = go.Figure([go.Scatter(x=[h["iteration"] for h in history], y=[h["val_accuracy"] for h in history],
+                                       mode="lines+markers", name=label) for label, history in shown])
+        figure.update_layout(title="Accuracy recovery while fine-tuning (paper B Fig. 6)", height=320,
+                             xaxis_title="iteration", yaxis_title="validation accuracy", margin=dict(t=40, b=40),
+                             legend=dict(orientation="h", y=-0.3))
         st.plotly_chart(figure, width="stretch", key="compress_recovery")
     if job.status == "done":
         tuned = job.result["result"].finetune

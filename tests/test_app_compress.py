@@ -49,6 +49,7 @@ def test_plan_fine_tune_and_compare(model):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert job_of(at).status == "done"
     assert any("Fine-tuning finished" in s.value for s in at.success)
+    assert len(at.get("plotly_chart")) == 1  # the recovery curve (paper B Fig. 6)
     table = at.dataframe[1].value
     assert list(table["kept widths"]) == ["5-7-45-20"] and list(table["params"]) == ["7,227"]
     row = job_of(at).result["result"].row
