@@ -23,6 +23,18 @@ from torch import nn
 from .models import input_shape, layer_names
 
 
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy without the hooks that others may have registered on the original (deepcopy copies them)."""
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            hooks = getattr(module, name, None)
+            if hooks:
+                hooks.clear()
+    return copied
+
+
 def _graph(model: nn.Module):
     import torch_pruning as tp  # imported on use: only torchvision (non-staged) models need it
 
@@ -53,7 +65,7 @@ def _members(tp, graph, model: nn.Module, layer: str, names: dict[nn.Module, str
 
 def coupled_groups(model: nn.Module) -> list[list[str]]:
     """Groups of prunable layers whose output channels must be removed together (only groups of 2+)."""
-    model = copy.deepcopy(model)  # never trace (hooks, a forward pass) on a model others may be using
+    model = _private_copy(model)  # never trace (hooks, a forward pass) on a model others may be using
     tp, graph = _graph(model)
     names = {m: n for n, m in model.named_modules()}
     prunable = dict.fromkeys(layer_names(model))
@@ -81,7 +93,7 @@ def couple_off(off: Mapping[str, Iterable[int]], groups: list[list[str]]) -> dic
 
 def prune_coupled(model: nn.Module, off: Mapping[str, Iterable[int]]) -> nn.Module:
     """A physically pruned copy of a torchvision model: each coupled group loses the union of its units."""
-    pruned = copy.deepcopy(model)
+    pruned = _private_copy(model)
     tp, graph = _graph(pruned)
     names = {m: n for n, m in pruned.named_modules()}
     prunable = layer_names(pruned)
