@@ -135,7 +135,7 @@ def comparison(result: CurveSet) -> dict[str, dict]:
 def statement(layer: str, result: CurveSet) -> str:
     c = comparison(result)
     parts = []
-    for method, name in (("shapley", "Shapley"), ("switches", "switches")):
+    for method, name in (("shapley", "Shapley"), ("switches", "Switches")):
         m = c[method]
         band = ("stays above the random band" if m["above"] == m["points"] else
                 f"is above the random band at {m['above']} of {m['points']} points"
