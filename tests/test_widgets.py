@@ -36,7 +36,7 @@ def test_setting_a_toggle_shows_the_engines_accuracy_for_that_mask(model, digits
     assert expected.accuracy < panel.baseline.accuracy
     assert panel.accuracy == expected.accuracy and panel.result.loss == expected.loss
     assert f"<b>Accuracy</b> {expected.accuracy:.2%}" in panel.metrics.value
-    assert f"<b>Units off</b> 3 / 20" in panel.metrics.value
+    assert "<b>Units off</b> 3 / 20" in panel.metrics.value
     np.testing.assert_array_equal(panel.per_class_chart.data[-1].y, np.nan_to_num(expected.per_class) * 100)
     np.testing.assert_array_equal(panel.confusion_chart.data[0].customdata, expected.confusion)
     assert [panel.toggle(u).button_style for u in strongest] == ["danger"] * 3
