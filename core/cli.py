@@ -450,7 +450,7 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
 def compress(args: argparse.Namespace) -> int:
     """Plan, prune, fine-tune and export a smaller model (paper A Table 2, paper B hierarchical pruning)."""
     from . import compress as plans
-    from .export import export_checkpoint, export_onnx
+    from .export import atomic_write, export_checkpoint, export_onnx
     from .report import compress_model, report_markdown
     from .train import make_recipe
 
@@ -499,8 +499,8 @@ def compress(args: argparse.Namespace) -> int:
         path, diff = export_onnx(result.model, args.onnx, split["test"].images[:16])
         payload["onnx"], payload["onnx_max_logit_diff"] = str(path), diff
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=2)
+        text = json.dumps(payload, indent=2)
+        atomic_write(args.json, lambda tmp: tmp.write_text(text))
     notes = "".join(f"\n  note: {n}" for n in plan.notes)
     print(f"plan {plan.widths_string()} ({plan.rule}, {plan.method}){notes}\n{report_markdown([result.row])}"
           + (f"\nwritten {args.out}" if args.out else "") + (f"\nwritten {args.onnx}" if args.onnx else ""))

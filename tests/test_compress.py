@@ -117,7 +117,7 @@ def test_pr_rule_each_layer_alone_costs_at_most_pr_and_one_more_unit_costs_more(
 # --- (c) budget --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["flops", "params"])
-def test_budget_reaches_the_target_with_the_fewest_removals(model, l1, kind):
+def test_budget_reaches_the_target_and_a_looser_budget_removes_fewer(model, l1, kind):
     plan = core.plan_from_budget(model, l1, 0.5, kind)
     full = core.model_totals(model)[kind]
     got = core.model_totals(core.prune(model, plan))[kind]
