@@ -156,6 +156,7 @@ class FinetuneResult:
     history: list[dict]  # {"iteration", "epoch", "val_accuracy", "loss"}, every eval_every iterations
     am_frames: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (iteration, AM image of the tracked unit)
     drift: list[float] = field(default_factory=list)  # AM pattern distance from iteration 0 (0 = same, max 2)
+    drift_floor: float | None = None  # the same distance between two AM seeds at iteration 0: AM's own noise
     tracked: tuple[str, int] | None = None
     iterations: int = 0
     seconds: float = 0.0
@@ -185,6 +186,8 @@ def finetune(model: nn.Module, train: DataSplit, val: DataSplit, recipe: str | R
     Records validation accuracy every ``eval_every`` iterations (and at 0 and the end), and with
     ``track=(layer, unit)`` (a unit of this model) that unit's AM image every ``am_every`` iterations
     with its drift from iteration 0 (AM pattern distance, ``core.similarity.pattern_vectors``).
+    ``drift_floor`` is the distance between two AM seeds on the iteration-0 weights: drift near it
+    means the unit's function did not change beyond AM's own noise.
     ``cancel()`` is polled every iteration; when true, raises ``Cancelled``."""
     from .am import optimize_units
     from .models import layer_names, unit_count, weight_module
@@ -235,7 +238,11 @@ def finetune(model: nn.Module, train: DataSplit, val: DataSplit, recipe: str | R
         image = optimize_units(model, track[0], [int(track[1])], am_steps, 0.05, seed)[0].cpu().numpy()
         # conv units: spectrum amplitude (where AM's stripes fall is arbitrary); fc units: pixels
         pattern = pattern_vectors(image[None], translation_invariant=conv_unit)[0]
-        first_pattern = pattern if first_pattern is None else first_pattern
+        if first_pattern is None:
+            first_pattern = pattern
+            other = optimize_units(model, track[0], [int(track[1])], am_steps, 0.05, seed + 1)[0].cpu().numpy()
+            result.drift_floor = float(np.linalg.norm(
+                pattern_vectors(other[None], translation_invariant=conv_unit)[0] - pattern))
         result.am_frames.append((iteration, image))
         result.drift.append(float(np.linalg.norm(pattern - first_pattern)))
 

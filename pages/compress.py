@@ -216,7 +216,8 @@ def job_panel() -> None:
             original = job.key[-1][1] if job.key[-1] else tuned.tracked[1]
             st.markdown(f"**AM image of {tuned.tracked[0]} unit {original} (unit {tuned.tracked[1]} of the pruned "
                         f"layer) while fine-tuning** — drift from iteration 0 (AM pattern distance: 0 = same "
-                        f"pattern, 2 = opposite). Paper B Figs. 7-8: does the filter keep its function?")
+                        f"pattern, 2 = opposite). Paper B Figs. 7-8: does the filter keep its function? AM's own noise "
+                        f"(two seeds on the same weights): {tuned.drift_floor:.2f}.")
             columns = st.columns(min(8, len(tuned.am_frames)))
             step = max(1, len(tuned.am_frames) // len(columns))
             for column, i in zip(columns, range(0, len(tuned.am_frames), step)):
