@@ -97,10 +97,13 @@ def test_pruning_never_takes_locked_units_and_follows_cluster_shares():
 
 
 def test_real_clusters_pruning_respects_locks(conv2):
+    # LeNet conv2 has no locked unit (so this alone would pass trivially); tests/test_values.py plants
+    # singletons on a real layer. Here: a rate removes exactly its share, never a locked unit
     clusters = conv2[1]
     for rate in (0.1, 0.3, 0.5, 0.9):
         removed = pruning_selection(clusters, rate)
         assert not set(removed) & set(clusters.locked)
+        assert len(removed) == min(round(rate * 20), 20 - clusters.k)
 
 
 def test_cli_clusters_json(conv2, capsys):
