@@ -146,6 +146,24 @@ def test_truncation_is_exact_when_the_rest_is_truly_zero_and_counts_its_evaluati
     assert tmc_extra["evaluations"] < plain_extra["evaluations"]
     assert not np.allclose(tmc, plain)
     assert np.abs(tmc - plain).max() <= 0.02 + 1e-9  # the dropped tail of each permutation is < tol
+    # the residual v(all) - v(truncation point) is dropped, not handed to the next unit: efficiency is lost
+    assert plain.sum() == pytest.approx(plain_extra["v_all"] - plain_extra["v_none"])
+    assert tmc.sum() < plain.sum() - 1e-4
+    # and it is exactly TMC, walked by hand over the same permutations (drawn as documented)
+    rng, by_hand = np.random.default_rng(1), np.zeros(12)
+    for _ in range(20):
+        perm = rng.permutation(12)
+        for order in (perm, perm[::-1]):
+            keep, previous = np.zeros(12), value(np.zeros((1, 12)))[0]
+            target = value(np.ones((1, 12)))[0]
+            for unit in order:
+                if abs(previous - target) < 0.02:
+                    break  # truncated: this unit and the rest add 0
+                keep[unit] = 1
+                current = value(keep[None])[0]
+                by_hand[unit] += (current - previous) / 40
+                previous = current
+    np.testing.assert_allclose(tmc, by_hand, atol=1e-12)
 
 
 def test_shapley_parameters_and_labels(model, digits_val):
