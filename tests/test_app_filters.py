@@ -1,6 +1,9 @@
 """AppTest: the AM gallery and the similarity & clusters pages render on the shipped LeNet-5."""
 from __future__ import annotations
 
+import re
+
+import torch
 from streamlit.testing.v1 import AppTest
 
 import core
@@ -24,6 +27,17 @@ def test_am_gallery_shows_every_unit_in_ranking_order(model):
     lowest = core.rank(model, core.load_dataset("digits", "val"), layer="conv2", method="l1").lowest(1)[0]
     close_up = [img.caption for e in at.get("image") for img in e.proto.imgs if img.caption.startswith("AM image")]
     assert close_up == [f"AM image of unit {lowest}"]
+    # the images that activate a unit most: the top 8 by mean activation, strongest first (independent pass)
+    unit_box.select_index(0).run()  # the most important unit (the least one may be silent: all ties)
+    unit = int(re.match(r"unit (\d+)", str(unit_box.value)).group(1))
+    data = core.load_dataset("digits", "val")
+    with torch.no_grad():
+        strength = model.conv2(model.conv1(model.input(data.images)))[:, unit].flatten(1).mean(1)
+    top = torch.argsort(strength, descending=True)[:8]
+    expected = [f"{data.class_names[int(data.labels[i])]} · {float(strength[i]):.2f}" for i in top]
+    shown = [img.caption for e in at.get("image") for img in e.proto.imgs
+             if re.fullmatch(r"\S+ · -?\d+\.\d\d", img.caption or "")]
+    assert shown == expected
 
 
 def test_similarity_page_shows_clusters_and_both_heatmaps(model):
@@ -37,3 +51,10 @@ def test_similarity_page_shows_clusters_and_both_heatmaps(model):
     at.slider[0].set_value(0.5).run()
     assert not at.exception
     assert next(m for m in at.metric if m.label == "Pruned at this rate").value != pruned
+    # the page removes (lists, crosses out, counts) exactly pruning_selection's units
+    val = core.load_dataset("digits", "val")
+    similarity = core.similarity_matrix(model, val, "conv2")
+    removed = core.pruning_selection(core.cluster_filters(model, val, "conv2", similarity=similarity), 0.5)
+    assert next(m for m in at.metric if m.label == "Pruned at this rate").value == f"{len(removed)} / 20"
+    listed = next(m.value for m in at.markdown if m.value.startswith("**Removed:**"))
+    assert listed == "**Removed:** " + ", ".join(f"unit {u}" for u in removed)

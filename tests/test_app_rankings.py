@@ -6,6 +6,7 @@ import json
 from streamlit.testing.v1 import AppTest
 
 import core
+from core.rankings.plots import feature_map_grid, feature_maps
 from tests.conftest import open_page
 
 def charts(at: AppTest) -> list[dict]:
@@ -48,6 +49,27 @@ def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
     at.run()
     assert not at.exception and not at.error
     assert charts(at)[-1]["data"][0]["type"] == "bar"  # fc units: activations in ranking order
+    # the upload path: any size and colour mode, converted as image_to_tensor says, then the same grid
+    import io
+
+    from PIL import Image
+
+    from core.data import image_to_tensor
+
+    picture = Image.new("RGB", (50, 36), (200, 30, 30))
+    picture.paste((255, 255, 255), (10, 8, 30, 28))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    at.sidebar.selectbox(key="layer").set_value("conv2")
+    at.radio[0].set_value("Upload a PNG/JPEG").run()
+    at.file_uploader[0].upload("red.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and not at.error
+    tensor, conversion = image_to_tensor(Image.open(io.BytesIO(buffer.getvalue())), model.meta.input_shape)
+    assert f"Conversion: {conversion}" in [c.value for c in at.caption]
+    expected = feature_map_grid(feature_maps(model, "conv2", tensor.unsqueeze(0))[0], l1)
+    grid = charts(at)[-1]
+    assert len(grid["layout"]["annotations"]) == 20
+    assert grid["data"][0]["z"] == json.loads(expected.to_json())["data"][0]["z"]  # the maps of this image
 
 
 def test_live_toggles_turn_off_the_k_lowest_by_a_ranking_computed_on_the_rankings_page(model, digits_val, digits_test):

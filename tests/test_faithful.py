@@ -339,3 +339,29 @@ def test_two_threads_masking_a_torchvision_model_through_one_engine_get_their_ow
         for logits in results[name]:
             torch.testing.assert_close(logits, alone[name], rtol=0, atol=1e-5)
     assert _hooks(net) == 0
+
+
+def test_cli_exposes_truncation_pairs_switch_epochs_split_gamma_and_sd_options(tmp_path, capsys):
+    import json
+
+    from core.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["rank", "--layer", "fc2", "--method", "shapley", "--samples", "6", "--truncation", "0.05",
+                 "--no-antithetic", "--no-cache", "--json", str(out)]) == 0
+    params = json.loads(out.read_text())["params"]
+    assert params["truncation"] == 0.05 and params["antithetic"] is False and params["samples"] == 6
+    assert main(["rank", "--layer", "fc2", "--method", "switches", "--epochs", "2", "--switch-split", "val",
+                 "--no-cache", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["params"]["epochs"] == 2 and payload["params"]["split"] == "val"
+    assert main(["rank", "--layer", "fc2", "--method", "switches", "--epochs", "1", "--no-cache", "--json",
+                 str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["params"]["split"] == "train" and payload["extra"]["train_images"] == 1079
+    capsys.readouterr()
+    assert main(["clusters", "--layer", "fc2", "--steps", "8", "--gamma", "paper", "--combine", "product",
+                 "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["gamma_definition"] == "paper" and payload["combine"] == "product"
+    assert main(["rank", "--layer", "fc2", "--method", "l1", "--truncation", "0.1"]) == 2
