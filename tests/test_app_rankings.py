@@ -16,11 +16,16 @@ def charts(at: AppTest) -> list[dict]:
 def test_rankings_page_computes_shapley_switches_and_compares(model, digits_val):
     at = open_page("pages/rankings.py", layer="conv1")
     assert at.title[0].value == "Rankings of conv1"
+    # README: the app offers exact Shapley up to 12 units (conv1: 10 units; conv2: 20)
+    assert "exact" in next(r for r in at.radio if r.label == "Estimator").options
+    at.sidebar.selectbox(key="layer").set_value("conv2").run()
+    assert "exact" not in next(r for r in at.radio if r.label == "Estimator").options
+    at.sidebar.selectbox(key="layer").set_value("conv1").run()
     assert [c["layout"]["title"]["text"] for c in charts(at)] == ["L1 norm — conv1"]  # L1 is always there
     at.multiselect[0].set_value(["Shapley", "Importance switches", "L1 norm"])
     at.run()
     next(s for s in at.slider if s.label == "Permutations").set_value(20)
-    next(s for s in at.slider if s.label == "Steps").set_value(50)
+    next(s for s in at.slider if s.label == "Epochs").set_value(2)
     at.button[0].click()
     at.run()
     assert not at.exception, at.exception
