@@ -1,12 +1,14 @@
 """Rankings: which units of the selected layer matter, by Shapley values, switches and baselines."""
 import streamlit as st
 
+import core  # first: loads the whole library at once (see explorer.py)
 from core.rankings import rank
 from core.rankings.agreement import compare, heatmap, top_units_table
 from core.rankings.plots import scores_bar, switch_curve
 from core.rankings.shapley import EXACT_LIMIT
 from core.rankings.switches import DEFAULTS as SWITCH_DEFAULTS
 from ui.rankings import known_rankings, remember_ranking
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 INTERACTIVE_EXACT = 12  # 2^12 coalitions: seconds; bigger layers use sampling in the app
@@ -17,6 +19,7 @@ chosen = selection()  # draws the sidebar; stops the page when nothing usable is
 with friendly_errors():
     units = chosen.units()
     st.title(f"Rankings of {chosen.layer}")
+    explain("rankings")
     st.caption(f"{units} units, scored on the {chosen.dataset} validation split (importance switches learn on "
                "the training split, as in paper A). Higher = more important. "
                "Shapley (paper A): a unit's average contribution to accuracy over coalitions of units. "

@@ -3,10 +3,12 @@ import streamlit as st
 
 import core
 from core.similarity import cluster_rows_image
+from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 chosen = selection()
 st.title(f"Similar filters & clusters — {chosen.layer}")
+explain("similarity")
 st.caption("Two units are similar when their activation-maximization patterns look alike and they push the same "
            "classes up and down (class contributions γ). k-means groups similar units; a unit alone in its cluster "
            "is **locked** (it has no twin, so it is never pruned). Inside a cluster, units are ranked by their "
