@@ -1,8 +1,8 @@
 """AM gallery: the synthetic image that drives each unit of the layer most, ordered by a ranking."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import numpy as np
 import streamlit as st
 
-import core
 from core.plots import heat_thumbnails, to_display
 from ui.rankings import ranking_picker
 from ui.explain import explain

@@ -1,8 +1,8 @@
 """Shapley by hand: three units, their 8 coalitions, 6 orders and 3 Shapley values, worked out live."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import pandas as pd
 import streamlit as st
 
-import core  # first: loads the whole library at once (see explorer.py)
 from ui.explain import explain
 from ui.rankings import known_rankings, remember_ranking
 from ui.state import friendly_errors, selection

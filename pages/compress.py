@@ -1,4 +1,5 @@
 """Compress: plan which units each layer keeps, prune for real, fine-tune in the background, compare, export."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -6,7 +7,6 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-import core  # first: loads the whole library at once (see explorer.py)
 from core.am import to_pil
 from core.rankings import Ranking
 from ui.jobs import Job, get_job, start_job

@@ -1,10 +1,10 @@
 """Pruning curves: accuracy after removing the least important units, by each ranking, against random."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import hashlib
 from dataclasses import replace
 
 import streamlit as st
 
-import core  # noqa: F401  first, whole (see explorer.py)
 from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_set, curves_figure, network_curves,
                          sensitivity_figure, sensitivity_grid)
 from core.rankings import METHODS, method_params, rank

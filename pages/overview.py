@@ -1,8 +1,8 @@
 """Overview: the model's architecture, its test accuracy and sample predictions."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import pandas as pd
 import streamlit as st
 
-import core
 from core.plots import to_display
 from ui.explain import explain
 from ui.state import friendly_errors, selection

@@ -1,7 +1,7 @@
 """Similar filters & clusters (paper B): which units of the layer do the same job, and which to prune."""
+import core  # first of all: loads the whole library at once (see explorer.py)
 import streamlit as st
 
-import core
 from core.similarity import cluster_rows_image
 from ui.explain import explain
 from ui.state import friendly_errors, selection
