@@ -310,34 +310,48 @@ def test_every_method_leaves_the_shared_models_mode_hooks_and_weights_alone(mode
 
 
 def test_two_threads_masking_a_torchvision_model_through_one_engine_get_their_own_numbers():
+    """Thread A is paused in the middle of its hooked pass (its mask hooks are on the shared model) while
+    thread B evaluates another mask: B must get its own numbers, as when each runs alone."""
     from torchvision.models import resnet18
 
     torch.manual_seed(0)
     net = resnet18(num_classes=10).eval()
-    data = DataSplit("random", "val", torch.rand(24, 3, 24, 24), torch.randint(0, 10, (24,)),
+    data = DataSplit("random", "val", torch.rand(8, 3, 24, 24), torch.randint(0, 10, (8,)),
                      [str(i) for i in range(10)])
     engine = core.Engine(net, data)
     assert not engine.staged  # the generic hook path
     masks = {"a": {"conv1": list(range(0, 48))}, "b": {"layer1.0.conv1": list(range(8, 64))}}
     alone = {name: engine.logits(off) for name, off in masks.items()}
     assert not torch.allclose(alone["a"], alone["b"])
-    results: dict[str, list[torch.Tensor]] = {"a": [], "b": []}
-    start = threading.Barrier(2)
+    a_inside, b_done = threading.Event(), threading.Event()
+    owner = {}
 
-    def worker(name):
-        start.wait()
-        for _ in range(6):
-            results[name].append(engine.logits(masks[name]))
+    def pause(_m, _i, _out):
+        if threading.get_ident() == owner.get("a") and not a_inside.is_set():
+            a_inside.set()
+            b_done.wait(timeout=3)  # with the lock, B cannot finish while A is inside: A goes on after 3 s
 
-    threads = [threading.Thread(target=worker, args=(name,)) for name in masks]
+    pause_handle = net.fc.register_forward_hook(pause)
+    results = {}
+
+    def run_a():
+        owner["a"] = threading.get_ident()
+        results["a"] = engine.logits(masks["a"])
+
+    def run_b():
+        a_inside.wait(timeout=10)
+        results["b"] = engine.logits(masks["b"])
+        b_done.set()
+
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    pause_handle.remove()
+    assert a_inside.is_set()
     for name in masks:
-        assert len(results[name]) == 6
-        for logits in results[name]:
-            torch.testing.assert_close(logits, alone[name], rtol=0, atol=1e-5)
+        torch.testing.assert_close(results[name], alone[name], rtol=0, atol=1e-5)
     assert _hooks(net) == 0
 
 
