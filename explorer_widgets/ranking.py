@@ -56,10 +56,11 @@ class RankingView(widgets.VBox):
         self.order_by = widgets.Dropdown(options=labels, description="Order by", layout=widgets.Layout(width="320px"))
         self.k_slider = widgets.IntSlider(value=min(k, self.units), min=1, max=self.units, description="top k")
         self.metric_choice = widgets.Dropdown(options=list(METRICS), description="Heatmap")
-        self.table = widgets.HTML(layout=widgets.Layout(max_height="420px", overflow="auto"))
+        self.table = widgets.HTML(layout=widgets.Layout(max_height="420px", overflow="auto", flex="0 0 auto"))
         self.top_table = widgets.HTML()
         self.agreement_table = widgets.HTML()
         self.bar_chart = go.FigureWidget(scores_bar(self.ranking))
+        self.bar_chart.update_layout(width=560)
         self.heatmap = go.FigureWidget(heatmap(list(self.rankings.values()), self.metric, self.k)) \
             if len(labels) > 1 else None
         self.order_by.observe(lambda _: self._refresh_order(), "value")
@@ -71,8 +72,9 @@ class RankingView(widgets.VBox):
                      widgets.HTML("<b>Agreement between methods</b>"), self.agreement_table]
         if self.heatmap is not None:
             agreement.append(self.heatmap)
+        side_by_side = widgets.HBox([self.table, self.bar_chart], layout=widgets.Layout(flex_flow="row wrap"))
         super().__init__([title, widgets.HBox([self.order_by, self.k_slider, self.metric_choice]),
-                          widgets.HBox([self.table, self.bar_chart]), *agreement])
+                          side_by_side, *agreement])
         self._refresh_order()
         self._refresh_agreement()
 
@@ -103,7 +105,9 @@ class RankingView(widgets.VBox):
         return table.iloc[self.ranking.order()]
 
     def _refresh_order(self) -> None:
-        self.table.value = self.scores_table().to_html(float_format=lambda v: f"{v:.4g}", border=0)
+        table = self.scores_table()
+        table.columns = pd.MultiIndex.from_tuples([tuple(c.rsplit(" ", 1)) for c in table.columns])  # method / kind
+        self.table.value = table.to_html(float_format=lambda v: f"{v:.4g}", border=0)
         figure = scores_bar(self.ranking)
         with self.bar_chart.batch_update():
             self.bar_chart.data[0].x = figure.data[0].x
