@@ -244,3 +244,22 @@ def test_cluster_rows_image_crosses_out_exactly_the_removed_units():
             if centre[0] > 200 and centre[1] < 80 and centre[2] < 80:  # the red cross meets at the centre
                 crossed.append(unit)
     assert sorted(crossed) == removed
+
+
+def test_sd_normalization_and_zero_rows_on_synthetic_inputs():
+    """Mutation-testing survivors: each SD term has off-diagonal mean exactly 1, an all-zero gamma row
+    stays 0 (not undefined), and the fc (pixel) pattern path is centred and unit-norm."""
+    from core.similarity import pattern_vectors, unit_rows
+
+    rng = np.random.default_rng(3)
+    gamma = rng.normal(size=(5, 4))
+    gamma[2] = 0.0
+    rows = unit_rows(gamma)
+    np.testing.assert_array_equal(rows[2], 0.0)
+    np.testing.assert_allclose(np.linalg.norm(rows[[0, 1, 3, 4]], axis=1), 1.0)
+    _, d_am, d_gamma = sd_matrix(rng.random((5, 1, 6, 6)), gamma, False)
+    off = ~np.eye(5, dtype=bool)
+    assert d_am[off].mean() == pytest.approx(1.0) and d_gamma[off].mean() == pytest.approx(1.0)
+    pixels = pattern_vectors(rng.random((3, 1, 4, 4)) * 5 + 2, translation_invariant=False)
+    np.testing.assert_allclose(pixels.sum(1), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(pixels, axis=1), 1.0)
