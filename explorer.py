@@ -8,6 +8,19 @@ import streamlit as st
 
 st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=":material/neurology:", layout="wide")
 
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/toggle.py", title="Live toggles", icon=":material/toggle_on:"),
+    st.Page("pages/rankings.py", title="Rankings", icon=":material/leaderboard:"),
+    st.Page("pages/by_hand.py", title="Shapley by hand", icon=":material/calculate:"),
+    st.Page("pages/curves.py", title="Pruning curves", icon=":material/trending_down:"),
+    st.Page("pages/feature_maps.py", title="Ranked feature maps", icon=":material/grid_view:"),
+    st.Page("pages/am_gallery.py", title="AM gallery", icon=":material/image:"),
+    st.Page("pages/similarity.py", title="Similar filters & clusters", icon=":material/hub:"),
+    st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
+]
+page = st.navigation(PAGES)  # before the slow import: the first paint shows the real menu, not pages/ files
+
 # The library is imported here, whole, before any page runs, and by a plain top-level ``import core``
 # (as the first import of our code in every page too). Streamlit's fast reruns start a new script
 # thread while the last one still runs; a thread that imports a submodule (``from core.x import y``)
@@ -24,16 +37,5 @@ import ui.state  # noqa: E402,F401
 
 starting.empty()
 
-PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/toggle.py", title="Live toggles", icon=":material/toggle_on:"),
-    st.Page("pages/rankings.py", title="Rankings", icon=":material/leaderboard:"),
-    st.Page("pages/by_hand.py", title="Shapley by hand", icon=":material/calculate:"),
-    st.Page("pages/curves.py", title="Pruning curves", icon=":material/trending_down:"),
-    st.Page("pages/feature_maps.py", title="Ranked feature maps", icon=":material/grid_view:"),
-    st.Page("pages/am_gallery.py", title="AM gallery", icon=":material/image:"),
-    st.Page("pages/similarity.py", title="Similar filters & clusters", icon=":material/hub:"),
-    st.Page("pages/compress.py", title="Compress", icon=":material/compress:"),
-]
 
-st.navigation(PAGES).run()
+page.run()

@@ -18,9 +18,9 @@ with st.container(border=True):
     st.markdown(f"**Where to start.** The sidebar picks the model, the dataset and the layer (now **{chosen.layer}**; "
                 "conv2 is a good first one). Then:")
     first, second, third = st.columns(3)
-    first.page_link("pages/toggle.py", label="Live toggles: switch filters off, watch the accuracy",
+    first.page_link("pages/toggle.py", label="Live toggles: switch filters off",
                     icon=":material/toggle_on:")
-    second.page_link("pages/rankings.py", label="Rankings: which filters matter (Shapley, switches, L1…)",
+    second.page_link("pages/rankings.py", label="Rankings: which filters matter",
                      icon=":material/leaderboard:")
     third.page_link("pages/am_gallery.py", label="AM gallery: what each filter looks for", icon=":material/image:")
 
