@@ -108,7 +108,8 @@ def nav(page, name: str):
 
 
 def metric(page, label_start: str) -> str:
-    """The value shown by the st.metric whose label starts with ``label_start``."""
+    """The value shown by the st.metric whose label starts with ``label_start`` (waits for it to appear)."""
+    page.locator("[data-testid='stMetricLabel']").filter(has_text=label_start).first.wait_for(timeout=60_000)
     for box in page.locator("[data-testid='stMetric']").all():
         if box.locator("[data-testid='stMetricLabel']").inner_text().strip().startswith(label_start):
             return box.locator("[data-testid='stMetricValue']").inner_text().strip()
