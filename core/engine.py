@@ -76,6 +76,19 @@ def keep_vector(units: int, off: Iterable[int], device: torch.device | str = "cp
     return keep
 
 
+def parse_units(text: str, units: int) -> list[int]:
+    """A unit search: '3, 10-12' -> [3, 10, 11, 12] (within range, no repeats); unreadable text raises ValueError."""
+    found: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"'{part}' is not a unit number or range like 200-230")
+        found.extend(range(int(lo), min(units, int(hi or lo) + 1)))
+    return [i for i in dict.fromkeys(found) if i < units]
+
+
 def _broadcast(keep: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
     """Shape a (C,) or per-sample (B, C) keep vector to multiply a (B, C, ...) activation."""
     shape = keep.shape if keep.dim() == 2 else (1, keep.shape[0])

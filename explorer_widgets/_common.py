@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import core
+from core.engine import parse_units
 from core.plots import class_profile_thumbnails, heat_thumbnails
 from core.rankings import Ranking
 
@@ -42,19 +43,6 @@ def unit_thumbnails(engine: core.Engine, layer: str, size: int = 64) -> list[np.
     if acts.dim() == 2:
         return class_profile_thumbnails(acts, engine.data.labels[:len(acts)], len(engine.data.class_names), size=size)
     return heat_thumbnails(acts.mean(0), size=size, per_map=True)
-
-
-def parse_units(text: str, units: int) -> list[int]:
-    """'3, 10-12' -> [3, 10, 11, 12] (within range, no repeats); anything unreadable raises ValueError."""
-    found: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            raise ValueError(f"'{part}' is not a unit number or range like 200-230")
-        found.extend(range(int(lo), min(units, int(hi or lo) + 1)))
-    return [i for i in dict.fromkeys(found) if i < units]
 
 
 def page_count(items: int, page_size: int) -> int:

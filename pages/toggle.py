@@ -2,6 +2,7 @@
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
+from core.engine import parse_units
 from core.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
 from ui.rankings import ranking_picker
 from ui.explain import explain
@@ -115,19 +116,6 @@ def switches(units: int, split: str) -> None:
             cell.image(images[i], width="stretch")
             st.session_state[unit_key(i)] = i not in off
             cell.toggle(str(i), key=unit_key(i), on_change=flip, args=(i,))
-
-
-def parse_units(text: str, units: int) -> list[int]:
-    """'3, 10-12' -> [3, 10, 11, 12] within range; anything unreadable is reported."""
-    found: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            raise ValueError(f"'{part}' is not a unit number or range like 200-230")
-        found.extend(range(int(lo), min(units, int(hi or lo) + 1)))
-    return [i for i in dict.fromkeys(found) if i < units]
 
 
 split = st.radio("Evaluate on", ["test", "val"], horizontal=True,
