@@ -193,6 +193,12 @@ def test_gamma_figure_is_centred_at_zero_with_98th_percentile_limits():
     assert heat.zmid == 0 and heat.zmax == pytest.approx(limit) and heat.zmin == pytest.approx(-limit)
     np.testing.assert_array_equal(np.array(heat.z), gamma[::-1])
     assert list(heat.y)[:2] == ["unit 29", "unit 28"]
+    assert list(heat.x) == [str(c) for c in range(10)]  # one column per class, by name
+    # a diverging scale, red for raising a class, blue for lowering it (colour-blind-safe RdBu, reversed)
+    scale = [colour for _, colour in heat.colorscale]
+    assert scale[0].replace(" ", "") == "rgb(5,48,97)" and scale[-1].replace(" ", "") == "rgb(103,0,31)"
+    default = core.gamma_figure(gamma[:4], [str(c) for c in range(10)]).data[0]
+    assert list(default.y) == ["unit 0", "unit 1", "unit 2", "unit 3"]  # units default to 0..n-1
 
 
 # --- similarity on fc layers, locked units on a real layer -----------------------------------------
