@@ -75,6 +75,22 @@ def per_layer_methods(entries: list) -> list:
     return [as_method_spec(e) for e in entries]
 
 
+def across_layers(kind: str, evaluate, what: str, engine, entries: list, seeds: int, direction: str):
+    """(memo key, compute) of a result over every layer (whole-network curves or the sensitivity grid): each
+    ranking's method and parameters applied to every layer, then ``evaluate``d, with a progress bar."""
+    specs = per_layer_methods(entries)
+    key = (kind, chosen.model_key, engine.data.key, tuple((m, tuple(sorted(p.items()))) for m, p in specs),
+           seeds, direction)
+
+    def compute():
+        bar = st.progress(0.0, text="ranking every layer…")
+        per_layer = rankings_by_layer(specs, bar)
+        result = evaluate(engine, per_layer, seeds=seeds, direction=direction, progress=progress_callback(bar, what))
+        bar.empty()
+        return result
+    return key, compute
+
+
 def rankings_by_layer(specs: list[tuple[str, dict]], bar) -> list[dict]:
     layers = chosen.engine("val").layers
     out = [{} for _ in specs]
@@ -136,18 +152,9 @@ with friendly_errors():
     engine = chosen.engine(split)
 
     if scope == ALL_LAYERS:
-        specs = per_layer_methods(entries)
-        key = ("network", chosen.model_key, engine.data.key, tuple((m, tuple(sorted(p.items()))) for m, p in specs),
-               seeds, direction)
-
-        def compute_network():
-            bar = st.progress(0.0, text="ranking every layer…")
-            per_layer = rankings_by_layer(specs, bar)
-            result = network_curves(engine, per_layer, seeds=seeds, direction=direction,
-                                    progress=progress_callback(bar, "evaluating pruned networks"))
-            bar.empty()
-            return result
-        result = memo(key, compute_network)
+        key, compute = across_layers("network", network_curves, "evaluating pruned networks", engine, entries,
+                                     seeds, direction)
+        result = memo(key, compute)
     else:
         key = ("layer", chosen.model_key, engine.data.key, scope,
                tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
@@ -211,17 +218,8 @@ with friendly_errors():
     st.subheader("Sensitivity: one layer at a time (paper B Fig. 4)")
     st.caption("Accuracy with only that layer pruned at each rate, the rest intact; each method's ranking is "
                "computed for every layer with the same parameters (cached on disk).")
-    specs = per_layer_methods(entries)
-    grid_key = ("grid", chosen.model_key, engine.data.key, tuple((m, tuple(sorted(p.items()))) for m, p in specs),
-                seeds, direction)
+    grid_key, compute_grid = across_layers("grid", sensitivity_grid, "evaluating", engine, entries, seeds, direction)
     if grid_key in st.session_state.get("_curves_memo", {}) or st.button("Compute the sensitivity grid"):
-        def compute_grid():
-            bar = st.progress(0.0, text="ranking every layer…")
-            per_layer = rankings_by_layer(specs, bar)
-            result = sensitivity_grid(engine, per_layer, seeds=seeds, direction=direction,
-                                      progress=progress_callback(bar, "evaluating"))
-            bar.empty()
-            return result
         grid = memo(grid_key, compute_grid)
         shown = st.radio("Method", grid.labels, horizontal=True, key="grid_method")
         st.plotly_chart(sensitivity_figure(grid, shown), width="stretch", key="sensitivity_chart")
