@@ -34,21 +34,12 @@ def unit_key(i: int) -> str:
     return f"unit:{chosen.model_key}:{chosen.dataset}:{chosen.layer}:{i}"
 
 
-def off_units() -> set[int]:
-    # Kept under a plain key: widget state of units on other pages of a wide layer would be dropped.
-    return chosen.units_off()
-
-
-def set_units(off: set[int]) -> None:
-    chosen.set_units_off(off)
-
-
 def flip(i: int) -> None:
     # statements, not a conditional expression: Streamlit's magic would write a bare expression's value
     if st.session_state[unit_key(i)]:
-        off_units().discard(i)
+        chosen.units_off().discard(i)
     else:
-        off_units().add(i)
+        chosen.units_off().add(i)
 
 
 def change(text: str, colour: str = "normal") -> dict:
@@ -65,14 +56,14 @@ def panel(split: str) -> None:
         engine = chosen.engine(split)
         with st.container(border=True):
             a, b, c, d, e = st.columns([1, 1, 2.2, 1.2, 1.4], vertical_alignment="bottom")
-            a.button("All on", on_click=set_units, args=(set(),), width="stretch")
-            b.button("Invert", on_click=lambda: set_units(set(range(units)) - off_units()), width="stretch")
+            a.button("All on", on_click=chosen.set_units_off, args=(set(),), width="stretch")
+            b.button("Invert", on_click=lambda: chosen.set_units_off(set(range(units)) - chosen.units_off()), width="stretch")
             ranking = ranking_picker(c, chosen, "Ranking")
             k = d.number_input("k", min_value=0, max_value=units - 1, value=min(5, units - 1), step=1)
             e.button(f"Turn off {k} lowest", width="stretch",
-                     on_click=lambda: set_units(set(ranking.lowest(int(k)))))
+                     on_click=lambda: chosen.set_units_off(set(ranking.lowest(int(k)))))
 
-        off = sorted(off_units())
+        off = sorted(chosen.units_off())
         full, masked = engine.evaluate(), engine.evaluate({chosen.layer: off})
         m1, m2, m3 = st.columns(3)
         m1.metric(f"Accuracy ({split}, {full.n} images)", f"{masked.accuracy:.2%}",
@@ -109,7 +100,7 @@ def switches(units: int, split: str) -> None:
             page = right.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page:{chosen.layer}")
             shown = shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
     images = thumbnails(chosen.model_key, chosen.engine(split).data.key, chosen.layer, chosen, split)
-    off = off_units()
+    off = chosen.units_off()
     for row in range(0, len(shown), COLUMNS):
         cells = st.columns(COLUMNS)
         for cell, i in zip(cells, shown[row:row + COLUMNS]):
