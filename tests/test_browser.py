@@ -5,6 +5,7 @@ Run alone: ``python3 tasks.py test -m browser`` (about two minutes)."""
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import numpy as np
@@ -159,8 +160,8 @@ def test_a_shared_link_restores_page_layer_and_units_off_in_a_fresh_browser(brow
     for unit in (3, 7):
         first.locator("[data-testid='stCheckbox']").nth(unit).click()
         wait_idle(first)
+    first.wait_for_url(re.compile(r"layer=conv2.*off=3(%2C|,)7"), timeout=30_000)  # the address bar follows the view
     link = first.url
-    assert "layer=conv2" in link and "off=3%2C7" in link or "off=3,7" in link, link
     second = browser.new_context().new_page()  # someone else opens the link
     open_page(second, link)
     assert second.locator("h1").first.inner_text().startswith("Live toggles — conv2")
