@@ -50,6 +50,8 @@ class BatchResult:
 
     accuracy: np.ndarray
     loss: np.ndarray
+    correct: np.ndarray | None = None  # (K, images) 0/1 per image, with per_image=True
+    image_loss: np.ndarray | None = None  # (K, images) cross entropy per image, with per_image=True
 
 
 _MODEL_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
@@ -172,25 +174,35 @@ class Engine:
                           predicted.cpu().numpy(), len(labels))
 
     @torch.no_grad()
-    def evaluate_masks(self, layer: str, keep: torch.Tensor | np.ndarray) -> BatchResult:
-        """Accuracy and loss for K keep vectors of one layer, shape (K, units), 1 = on."""
+    def evaluate_masks(self, layer: str, keep: torch.Tensor | np.ndarray, images: np.ndarray | None = None,
+                       per_image: bool = False) -> BatchResult:
+        """Accuracy and loss for K keep vectors of one layer, shape (K, units), 1 = on.
+
+        ``images``: indices of the images to evaluate on (default all); ``per_image``: also return
+        each image's correctness and loss, (K, images) (the image-subset Shapley payoff needs them)."""
         self._check_layer(layer)
         keep = torch.as_tensor(keep, dtype=torch.float32, device=self.device)
         if keep.dim() == 1:
             keep = keep.unsqueeze(0)
         if keep.shape[1] != self.units(layer):
             raise ValueError(f"{layer} has {self.units(layer)} units, masks have {keep.shape[1]}")
-        if not self.staged:
-            results = [self.evaluate({layer: torch.nonzero(k == 0).flatten().tolist()}) for k in keep]
-            return BatchResult(np.array([r.accuracy for r in results]), np.array([r.loss for r in results]))
-        logits = self._suffix_logits(layer, keep)  # (K, N, classes)
-        labels = self._labels.expand(len(keep), -1)
-        correct = (logits.argmax(-1) == labels).float().mean(1)
+        index = None if images is None else torch.as_tensor(np.asarray(images), dtype=torch.long)
+        labels = self._labels if index is None else self._labels[index.to(self.device)]
+        if self.staged:
+            logits = self._suffix_logits(layer, keep, index=index)  # (K, N, classes)
+        else:
+            logits = torch.stack([self._hooked_logits({layer: k}, index) for k in keep])
+        labels = labels.expand(len(keep), -1)
+        correct = (logits.argmax(-1) == labels).float()
         # cross entropy as logsumexp - target logit: the same value, but F.cross_entropy's log_softmax is
         # ~5x slower on K*N short rows and was a quarter of the batched time
         flat, target = logits.flatten(0, 1), labels.flatten()
-        loss = (torch.logsumexp(flat, -1) - flat.gather(1, target[:, None])[:, 0]).view(len(keep), -1).mean(1)
-        return BatchResult(correct.cpu().numpy().astype(np.float64), loss.cpu().numpy().astype(np.float64))
+        losses = (torch.logsumexp(flat, -1) - flat.gather(1, target[:, None])[:, 0]).view(len(keep), -1)
+        result = BatchResult(correct.mean(1).cpu().numpy().astype(np.float64),
+                             losses.mean(1).cpu().numpy().astype(np.float64))
+        if per_image:
+            result.correct, result.image_loss = correct.cpu().numpy(), losses.float().cpu().numpy()
+        return result
 
     def activations(self, layer: str) -> torch.Tensor:
         """The layer's unmasked output on every image of the split (cached)."""
@@ -252,11 +264,18 @@ class Engine:
         outs = [self._run(images[s].to(self.device), 0, {}, stop) for s in self._batches(len(images), images[0].numel())]
         return torch.cat(outs)
 
-    def _suffix_logits(self, layer: str, keep: torch.Tensor, rest: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Logits (K, N, classes) for K keep vectors of ``layer``, other layers' masks in ``rest``."""
+    def _suffix_logits(self, layer: str, keep: torch.Tensor, rest: Mapping[str, torch.Tensor] | None = None,
+                       index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (K, N, classes) for K keep vectors of ``layer``, other layers' masks in ``rest``;
+        only the images ``index`` when given."""
         acts = self.activations(layer)
         keep = keep.to(acts.dtype)  # a float64/float16 model gets masks of its own precision
         linear = self._linear_split(layer) if not rest else None
+        if index is not None:
+            index = index.to(acts.device)
+            acts = acts[index]
+            if linear is not None:
+                linear = (linear[0][index], *linear[1:])
         start = self._position(layer) + 1
         k = len(keep)
         out = []
@@ -353,7 +372,7 @@ class Engine:
                 masks.update({layer: keep for layer in group})
         return masks
 
-    def _hooked_logits(self, masks: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _hooked_logits(self, masks: Mapping[str, torch.Tensor], index: torch.Tensor | None = None) -> torch.Tensor:
         """Any model: a full forward pass with the masks applied by forward hooks.
 
         The hooks sit on the shared model, so they are made safe for concurrent sessions: one lock
@@ -370,7 +389,7 @@ class Engine:
             handles = [mask_point(self.model, layer).register_forward_hook(
                 lambda m, i, out, keep=keep: hook(m, i, out, keep)) for layer, keep in masks.items()]
             try:
-                images = self.data.images
+                images = self.data.images if index is None else self.data.images[index.cpu()]
                 return torch.cat([self.model(images[s].to(self.device))
                                   for s in self._batches(len(images), images[0].numel())])
             finally:
