@@ -12,8 +12,10 @@ the mask, so each channel's contribution is precomputed and masks combine by one
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -30,6 +32,30 @@ Off = Mapping[str, Iterable[int]]
 _LINEAR_CACHE_BYTES = 384 * 2**20  # the per-channel contribution cache is skipped above this
 _CHUNK_ELEMENTS = 8 * 2**20  # floats per stacked (masks x images) activation chunk
 _LINEAR_CHUNK_ELEMENTS = 2**18  # the fast path is memory-bound: 1 MB chunks stay in cache (1.3-1.4x faster)
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device | str = "cpu") -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (None for float32); ValueError when unknown or not usable on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return None
+    device = torch.device(device)
+    if not torch.amp.is_autocast_available(device.type):
+        raise ValueError(f"{precision} needs autocast, which this torch does not offer on {device.type}; use float32")
+    try:  # older torch builds silently ignore an unsupported autocast dtype (CPU float16): probe it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autocast(device_type=device.type, dtype=dtype):
+                probe = torch.ones(2, 2, device=device) @ torch.ones(2, 2, device=device)
+    except RuntimeError as exc:
+        raise ValueError(f"{precision} is not usable on {device}: {exc}") from None
+    if probe.dtype != dtype:
+        raise ValueError(f"{precision} is not supported by autocast on {device.type} in this torch; use "
+                         f"{'bfloat16 or ' if precision == 'float16' else ''}float32")
+    return dtype
 
 
 @dataclass
@@ -112,14 +138,21 @@ def check_compatible(model: nn.Module, data: DataSplit) -> None:
 
 
 class Engine:
-    """Evaluates masked versions of ``model`` on ``data``; holds the per-layer caches."""
+    """Evaluates masked versions of ``model`` on ``data``; holds the per-layer caches.
 
-    def __init__(self, model: nn.Module, data: DataSplit, batch_size: int = 1024):
+    ``precision``: "float32" (default), "bfloat16" or "float16": the masked evaluation (the network
+    after the cached layer, or the whole hooked/unmasked pass) runs under ``torch.autocast`` with that
+    dtype. The cached prefix activations stay float32 and every accuracy/loss is returned as float64.
+    Gradient-based uses (``gated_logits``) stay float32."""
+
+    def __init__(self, model: nn.Module, data: DataSplit, batch_size: int = 1024, precision: str = "float32"):
         check_compatible(model, data)
         self.model = model.eval()
         self.data = data
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        self.precision = precision
+        self._autocast_dtype = check_precision(precision, self.device)
         self.staged = is_staged(model)
         self.layers = layer_names(model)
         self._children = list(model.named_children()) if self.staged else []
@@ -152,7 +185,10 @@ class Engine:
         if not self.staged:
             return self._hooked_logits(masks)
         if not masks:
-            return self._run(self.data.images, start=0, masks={})
+            images = self.data.images
+            with self._reduced():
+                return torch.cat([self._out(self._run(images[s].to(self.device), 0, {}))
+                                  for s in self._batches(len(images), images[0].numel())])
         first = min(masks, key=self.layers.index)
         return self._suffix_logits(first, masks[first].unsqueeze(0), rest={k: v for k, v in masks.items()
                                                                           if k != first})[0]
@@ -225,6 +261,16 @@ class Engine:
 
     # --- internals ----------------------------------------------------------------------
 
+    def _reduced(self):
+        """The autocast context of this engine's precision (a no-op for float32)."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+
+    def _out(self, logits: torch.Tensor) -> torch.Tensor:
+        """Reduced-precision logits back to float32 (a float32/float64 model's logits stay as they are)."""
+        return logits.float() if self._autocast_dtype is not None else logits
+
     def _frozen_blocks(self) -> list[tuple[str, nn.Module]]:
         """A private eval-mode copy of the blocks with requires_grad off, so backward through gated_logits
         reaches the gate only: no .grad ever lands on the shared model, and no weight grads are computed."""
@@ -281,14 +327,15 @@ class Engine:
         out = []
         per_item = acts[0].numel() * k if linear is None else linear[0][0].numel() // acts.shape[1] * k
         for s in self._batches(len(acts), per_item, None if linear is None else _LINEAR_CHUNK_ELEMENTS):
-            if linear is None:
-                x = acts[s].unsqueeze(0) * keep.view(k, 1, -1, *([1] * (acts.dim() - 2)))
-                x = self._run(x.flatten(0, 1), start, rest or {})
-            else:
-                contrib, bias, tail, resume = linear
-                pre = torch.einsum("kc,nc...->kn...", keep, contrib[s]) + bias
-                x = self._run(tail(pre.flatten(0, 1)), resume, {})
-            out.append(x.view(k, -1, x.shape[-1]))
+            with self._reduced():
+                if linear is None:
+                    x = acts[s].unsqueeze(0) * keep.view(k, 1, -1, *([1] * (acts.dim() - 2)))
+                    x = self._run(x.flatten(0, 1), start, rest or {})
+                else:
+                    contrib, bias, tail, resume = linear
+                    pre = torch.einsum("kc,nc...->kn...", keep, contrib[s]) + bias
+                    x = self._run(tail(pre.flatten(0, 1)), resume, {})
+            out.append(self._out(x).view(k, -1, x.shape[-1]))
         return torch.cat(out, 1)
 
     def _linear_split(self, layer: str):
@@ -390,8 +437,9 @@ class Engine:
                 lambda m, i, out, keep=keep: hook(m, i, out, keep)) for layer, keep in masks.items()]
             try:
                 images = self.data.images if index is None else self.data.images[index.cpu()]
-                return torch.cat([self.model(images[s].to(self.device))
-                                  for s in self._batches(len(images), images[0].numel())])
+                with self._reduced():
+                    return torch.cat([self._out(self.model(images[s].to(self.device)))
+                                      for s in self._batches(len(images), images[0].numel())])
             finally:
                 for handle in handles:
                     handle.remove()

@@ -88,15 +88,21 @@ def method_params(method: str, params: dict, engine: Engine | None = None) -> di
 
 def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", progress: Progress | None = None,
          cache: bool = True, engine: Engine | None = None, train: DataSplit | Engine | None = None,
-         **params) -> Ranking:
+         precision: str | None = None, **params) -> Ranking:
     """Rank the units of ``layer`` by ``method`` (see METHODS); ``params`` are the method's options.
 
     ``data``: the validation split every accuracy is measured on. ``train``: the training split
     (a DataSplit or an Engine on it) for methods that learn (importance switches, paper A); when
     it is not given it is loaded as ``load_dataset(data.name, "train")``.
     ``engine``: an existing Engine for this model and data (reuses its activation caches).
-    ``cache``: read/write the on-disk cache (False always recomputes and stores nothing)."""
-    engine = engine if engine is not None else Engine(model, data)
+    ``cache``: read/write the on-disk cache (False always recomputes and stores nothing).
+    ``precision``: "float32" (default), "bfloat16" or "float16" for the masked evaluations (see
+    ``Engine``); with an ``engine`` given, the engine's precision is used. A reduced precision is part of
+    the cache key and of the label, and ``Ranking.extra["precision"]`` always says which was used."""
+    if engine is None:
+        engine = Engine(model, data, precision=precision or "float32")
+    elif precision is not None and precision != engine.precision:
+        raise ValueError(f"precision {precision!r} differs from the given engine's {engine.precision!r}")
     if engine.model is not model or engine.data is not data:
         raise ValueError("the engine given does not hold this model and data")
     engine.units(layer)  # validates the layer name
@@ -125,6 +131,8 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
         key = {"version": CACHE_VERSION, "checkpoint": getattr(getattr(model, "meta", None), "sha256", ""),
                "weights": weights_digest(model), "data": data.key, "data_digest": data_digest(data),
                "layer": layer, "method": method, "params": params, **train_key}
+        if engine.precision != "float32":  # float32 keys stay as they were, so existing entries stay valid
+            key["precision"] = engine.precision
         hit = {"hit": True}
 
         def compute_and_note():
@@ -138,8 +146,10 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
         hit = {"hit": False}
     extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
     extra.update(meta.get("extra", {}))
+    extra["precision"] = engine.precision
+    label = module.label(params) + ("" if engine.precision == "float32" else f" [{engine.precision}]")
     return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
-                   float(meta["seconds"]), module.label(params), extra, cached=hit["hit"])
+                   float(meta["seconds"]), label, extra, cached=hit["hit"])
 
 
 def _train_engine(model: nn.Module, data: DataSplit, train: DataSplit | Engine | None) -> Engine:
