@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, save_checkpoint
 from .data import DATASETS, DataError, load_dataset
-from .engine import Engine
+from .device import DEVICE_HELP, device_label, pick_device
+from .engine import PRECISIONS, Engine, check_precision
 from .models import model_totals, prunable_layers
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -33,11 +34,26 @@ def _common(parser: argparse.ArgumentParser, split: str = "test") -> None:
     parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
     parser.add_argument("--split", default=split, choices=("train", "val", "test"))
     parser.add_argument("--limit", type=int, default=None, help="use a seeded subset of this many images")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    _device_arg(parser)
+
+
+def _device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def _precision_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", default="float32",
+                        help=f"masked evaluation precision: {', '.join(PRECISIONS)} (autocast; default float32)")
+
+
+def _check_precision(args: argparse.Namespace) -> None:
+    """A bad --precision (or one the device cannot do) is one line before any work."""
+    check_precision(args.precision, pick_device(args.device))
 
 
 def load(args: argparse.Namespace):
     """The model and data split the common options name."""
+    pick_device(args.device)  # a bad --device is one line before the (slow) checkpoint load
     model = load_model(args.checkpoint, device=args.device)
     name = args.dataset or model.meta.dataset or "digits"
     input_shape = model.meta.input_shape if name == "imagefolder" else None
@@ -87,13 +103,14 @@ def info(args: argparse.Namespace) -> int:
     model, data = load(args)
     result = Engine(model, data).evaluate()
     layers = [vars(layer) for layer in prunable_layers(model)]
+    device = next(model.parameters()).device
     payload = {"model": model.meta.arch, "arch_params": model.meta.arch_params, "checkpoint": model.meta.source,
-               "dataset": data.name, "split": args.split, "images": len(data), "accuracy": result.accuracy,
+               "device": str(device), "dataset": data.name, "split": args.split, "images": len(data), "accuracy": result.accuracy,
                **model_totals(model), "layers": layers}
     rows = "\n".join(f"  {l['name']:<10} {l['kind']:<5} {l['units']:>6} units {l['params']:>10,} params "
                      f"{l['flops']:>12,} FLOPs" for l in layers)
     _print(payload, args.json, f"{payload['model']} on {data.name} ({args.split}, {len(data)} images): "
-                               f"accuracy {result.accuracy:.4f}\n{rows}\n  total {payload['params']:,} params, "
+                               f"accuracy {result.accuracy:.4f} (on {device_label(device)})\n{rows}\n  total {payload['params']:,} params, "
                                f"{payload['flops']:,} FLOPs (multiply-adds per image)")
     return 0
 
@@ -129,14 +146,15 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None)
+    _device_arg(parser)
     parser.add_argument("--out", default=None, help="checkpoint path (default: assets/<model>_<dataset>.pt)")
 
 
 @command("train", _train_args)
 def train(args: argparse.Namespace) -> int:
-    from .device import pick_device
     from .train import train_new
+
+    device = pick_device(args.device)  # a bad --device is one line before the progress bar
 
     params = {"width_mult": args.width_mult} if args.model == "vgg16" else {}
     if args.widths:
@@ -152,7 +170,7 @@ def train(args: argparse.Namespace) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{stats['loss']:.3f}", val=f"{stats['val_accuracy']:.4f}")
 
-    model = train_new(args.model, args.dataset, args.data_root, params or None, pick_device(args.device),
+    model = train_new(args.model, args.dataset, args.data_root, params or None, device,
                       progress, epochs=args.epochs, lr=args.lr, seed=args.seed)
     bar.close()
     out = args.out or DEFAULT_CHECKPOINT.parent / f"{args.model}_{args.dataset}.pt"
@@ -176,6 +194,7 @@ def am(args: argparse.Namespace) -> int:
     """Activation-maximization image of every unit of a layer, as PNGs plus a contact sheet."""
     from .am import am_images, check_am_params
 
+    pick_device(args.device)
     model = load_model(args.checkpoint, device=args.device)
     check_am_params(model, args.layer, args.steps, args.lr)  # before the progress bar: errors stay one line
     with progress_bar(f"AM {args.layer}", "step") as progress:
@@ -254,6 +273,7 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
                         help="switches: split they learn on (default train, as paper A; accuracy is on --split)")
     parser.add_argument("--seed", type=int, default=None, help="seed (sampled shapley, switches, random)")
     parser.add_argument("--no-cache", action="store_true", help="recompute even if a cached ranking exists")
+    _precision_arg(parser)
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
 
 
@@ -289,6 +309,7 @@ def rank_units(args: argparse.Namespace) -> int:
     from .rankings import rank
 
     params = _rank_params(args)
+    _check_precision(args)
     model, data = load(args)
     train = None
     if args.method == "switches" and params.get("split", "train") == "train":  # paper A: the training split
@@ -296,7 +317,7 @@ def rank_units(args: argparse.Namespace) -> int:
         train = load_dataset(data.name, "train", args.data_root, args.download, input_shape)
     with progress_bar(f"{args.method} {args.layer}") as progress:
         ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache,
-                       train=train, **params)
+                       train=train, precision=args.precision, **params)
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:
@@ -307,6 +328,7 @@ def rank_units(args: argparse.Namespace) -> int:
                      for rank_, i in enumerate(order[:20], 1))
     more = f"\n  ... {len(order) - 20} more" if len(order) > 20 else ""
     print(f"{ranking.label} of {args.layer} on {len(data)} {data.name} {args.split} images "
+          f"on {device_label(next(model.parameters()).device)} "
           f"({ranking.seconds:.2f} s{', cached' if ranking.cached else ''}):\n{rows}{more}"
           + (f"\nwritten to {args.json}" if args.json else ""))
     return 0
@@ -333,6 +355,7 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
                         help="with --all-layers: also the layers x rates sensitivity grid (paper B Fig. 4)")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write curves and summary as JSON here")
     parser.add_argument("--csv", metavar="OUT.csv", default=None, help="write every point as a CSV row here")
+    _precision_arg(parser)
 
 
 def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[float] | None]:
@@ -371,12 +394,13 @@ def curve(args: argparse.Namespace) -> int:
     from .curves import (NETWORK_RATES, counts_for_rates, curve_set, network_curves, sensitivity_grid)
 
     methods, params, rates = _curve_options(args)
+    _check_precision(args)
     model, data = load(args)
-    engine = Engine(model, data)
+    engine = Engine(model, data, precision=args.precision)
     rank_data = data if args.rank_split == args.split else load_dataset(
         args.dataset or model.meta.dataset or "digits", args.rank_split, args.data_root, args.download,
         model.meta.input_shape if (args.dataset or model.meta.dataset) == "imagefolder" else None, args.limit)
-    rank_engine = engine if rank_data is data else Engine(model, rank_data)
+    rank_engine = engine if rank_data is data else Engine(model, rank_data, precision=args.precision)
     if not args.all_layers:
         engine.units(args.layer)  # an unknown layer is one line before any progress bar
     with progress_bar("curves" if args.all_layers else f"curves {args.layer}") as progress:
@@ -389,7 +413,7 @@ def curve(args: argparse.Namespace) -> int:
             result = curve_set(engine, args.layer, methods, args.random_seeds, counts, args.direction, params,
                                rank_engine, progress)
     payload = {"dataset": data.name, "split": args.split, "rank_split": args.rank_split, "images": len(data),
-               **result.to_dict()}
+               "precision": args.precision, **result.to_dict()}
     if args.sensitivity:
         with progress_bar("sensitivity") as progress:
             grid = sensitivity_grid(engine, methods, seeds=args.random_seeds, direction=args.direction,
