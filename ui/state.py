@@ -17,6 +17,7 @@ from torch import nn
 import core
 from core.checkpoint import ASSETS
 from core.data import DATASETS, DataSplit
+from core.device import device_label, model_device
 from ui import view
 from ui.rankings import chosen_method
 
@@ -147,6 +148,8 @@ def sidebar() -> Selection | None:
         st.session_state["_keep:layer"] = linked
     chosen.layer = st.sidebar.selectbox("Layer", list(labels), format_func=labels.get,
                                         **_sticky("layer", options=list(labels)))
+    st.sidebar.caption(f"Runs on: {device_label(model_device(model))}",
+                       help="Every computation runs where the model is: CUDA when present, else CPU.")
     return chosen
 
 
