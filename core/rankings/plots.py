@@ -54,6 +54,7 @@ def feature_map_grid(maps: torch.Tensor, ranking: Ranking, marked: int = 3, colu
     """Paper A Fig. 1: one image's feature maps (C, H, W), ordered by ``ranking``; top and bottom marked.
 
     Fully connected layers (maps of shape (C,)) are shown as activation bars in ranking order."""
+    maps = torch.as_tensor(maps).detach().float().cpu()  # maps of a model on CUDA are drawn from the CPU
     order = ranking.order()
     n = len(order)
     names = []
