@@ -42,6 +42,17 @@ def cpu_rankings(digits_val):
             for name, params in METHODS.items()}
 
 
+class _Unstaged(torch.nn.Module):
+    """The same network, not staged: the engine runs it as full hooked forward passes."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net, self.meta = net, net.meta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def _on_cpu(value) -> None:
     """Results come back as numpy arrays / plain Python values, never device tensors."""
     assert not isinstance(value, torch.Tensor), "a result is still a torch tensor"
@@ -163,11 +174,14 @@ def test_reduced_precision_agrees_with_float32(placed, digits_val, precision):
     assert abs(a.accuracy - b.accuracy) <= 3 / len(digits_val) and abs(a.loss - b.loss) < 0.05
     assert (a.predictions != b.predictions).mean() <= 0.02
     keep = np.random.default_rng(0).integers(0, 2, (16, 20))
-    for layer, masks in (("conv2", keep), ("fc1", np.ones((2, 100)))):  # conv2: hooked suffix; fc1: linear fast path
+    for layer, masks in (("conv2", keep), ("fc1", np.ones((2, 100)))):  # the suffix after the cached prefix
         x, y = exact.evaluate_masks(layer, masks), reduced.evaluate_masks(layer, masks)
         assert y.accuracy.dtype == np.float64 and y.loss.dtype == np.float64
         assert np.abs(x.accuracy - y.accuracy).max() <= 4 / len(digits_val)
     assert reduced.activations("conv2").dtype == torch.float32  # the cached prefix stays float32
+    hooked = core.Engine(_Unstaged(model), digits_val, precision=precision)  # the generic, hooked path
+    z = hooked.evaluate_masks("net.conv2.0", keep[:4])
+    assert np.abs(z.accuracy - exact.evaluate_masks("conv2", keep[:4]).accuracy).max() <= 4 / len(digits_val)
 
 
 def test_rank_precision_is_in_the_cache_key_and_label(digits_val):
