@@ -29,18 +29,29 @@ class CheckpointError(Exception):
     """A checkpoint cannot be used; the message says why."""
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write weights + metadata atomically (a half-written file never replaces a good one)."""
+def _payload(model: nn.Module) -> dict:
     meta: ModelMeta = model.meta
     payload = {"format": FORMAT, "version": 1, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": {k: v for k, v in asdict(meta).items() if k not in ("sha256", "source")}}
     payload["meta"]["input_shape"] = list(meta.input_shape)
+    return payload
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write weights + metadata atomically (a half-written file never replaces a good one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
+    torch.save(_payload(model), tmp)
     os.replace(tmp, path)
     return path
+
+
+def checkpoint_bytes(model: nn.Module) -> bytes:
+    """The checkpoint file's bytes, in memory (what Ray workers load the model from)."""
+    buffer = io.BytesIO()
+    torch.save(_payload(model), buffer)
+    return buffer.getvalue()
 
 
 def load_checkpoint(source: str | os.PathLike | bytes, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -204,4 +215,4 @@ def load_model(path_or_name: str | os.PathLike | bytes | None = None, device: st
     return model.to(target)
 
 
-__all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_checkpoint", "DEFAULT_CHECKPOINT", "is_staged"]
+__all__ = ["CheckpointError", "load_model", "load_checkpoint", "save_checkpoint", "checkpoint_bytes", "DEFAULT_CHECKPOINT", "is_staged"]

@@ -88,7 +88,8 @@ def method_params(method: str, params: dict, engine: Engine | None = None) -> di
 
 def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", progress: Progress | None = None,
          cache: bool = True, engine: Engine | None = None, train: DataSplit | Engine | None = None,
-         precision: str | None = None, **params) -> Ranking:
+         precision: str | None = None, workers: int | None = None, ray_address: str | None = None,
+         pool=None, **params) -> Ranking:
     """Rank the units of ``layer`` by ``method`` (see METHODS); ``params`` are the method's options.
 
     ``data``: the validation split every accuracy is measured on. ``train``: the training split
@@ -96,6 +97,9 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     it is not given it is loaded as ``load_dataset(data.name, "train")``.
     ``engine``: an existing Engine for this model and data (reuses its activation caches).
     ``cache``: read/write the on-disk cache (False always recomputes and stores nothing).
+    ``workers`` / ``ray_address``: run sampled Shapley on that many Ray workers / on that Ray cluster
+    (``core.distributed.RayPool``; a local Ray is started when no address is given), or on an existing
+    ``pool``. Same seed = same result as a local run, so the cache serves both.
     ``precision``: "float32" (default), "bfloat16" or "float16" for the masked evaluations (see
     ``Engine``); with an ``engine`` given, the engine's precision is used. A reduced precision is part of
     the cache key and of the label, and ``Ranking.extra["precision"]`` always says which was used."""
@@ -116,9 +120,23 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
         kwargs["train_engine"] = train_engine
         train_key = {"train_data": train_engine.data.key, "train_digest": data_digest(train_engine.data)}
 
+    distributed = pool is not None or workers is not None or bool(ray_address)
+    if distributed and not (method == "shapley" and params["estimator"] == "sampled"):
+        raise ValueError("Ray workers run sampled Shapley only (estimator='sampled'); the other methods run here")
+
     def compute():
         start = time.perf_counter()
-        scores, stderr, extra = module.compute(engine, layer, progress, **params, **kwargs)
+        if distributed:
+            from contextlib import nullcontext
+
+            from ..distributed import engine_pool
+
+            # a pool passed in stays open for the caller; one made here is closed here
+            with nullcontext(pool) if pool is not None else engine_pool(engine, workers, ray_address) as run_on:
+                scores, stderr, extra = module.compute(engine, layer, progress, pool=run_on, **params, **kwargs)
+                extra["workers"] = run_on.workers
+        else:
+            scores, stderr, extra = module.compute(engine, layer, progress, **params, **kwargs)
         arrays = {"scores": np.asarray(scores, dtype=np.float64)}
         if stderr is not None:
             arrays["stderr"] = np.asarray(stderr, dtype=np.float64)

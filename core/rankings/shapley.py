@@ -33,7 +33,7 @@ from scipy.stats import t as t_dist
 from ..engine import Engine
 
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
-            "antithetic": True, "truncation": None, "payoff": "accuracy", "seed": 0}
+            "antithetic": True, "truncation": None, "subset": None, "payoff": "accuracy", "seed": 0}
 EXACT_LIMIT = 20  # 2^20 coalitions: minutes for a small layer; above, refuse
 ESTIMATORS = ("exact", "truncated", "sampled")
 _CHUNK = 4096  # coalitions per engine call
@@ -47,7 +47,7 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
     if params["payoff"] not in ("accuracy", "loss"):
         raise ValueError(f"payoff must be 'accuracy' or 'loss', not {params['payoff']!r}")
     used = {"exact": (), "truncated": ("k",), "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation",
-                                                           "seed")}[estimator]
+                                                           "subset", "seed")}[estimator]
     out = {"estimator": estimator, "payoff": params["payoff"], **{name: params[name] for name in used}}
     if estimator == "sampled":
         out["samples"] = int(out["samples"])
@@ -62,6 +62,15 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
                 raise ValueError(f"truncation must be a positive tolerance (or None), got {out['truncation']}")
         if out["top_k"] is not None:
             out["top_k"] = int(out["top_k"])
+        if out["subset"] is not None and out["subset"] != "auto":
+            try:
+                out["subset"] = int(out["subset"])
+            except (TypeError, ValueError):
+                raise ValueError(f"subset must be a number of images or 'auto', not {out['subset']!r}") from None
+            if out["subset"] < 2:
+                raise ValueError(f"subset must be at least 2 images (for its error), got {out['subset']}")
+        if out["subset"] is not None and out["truncation"] is not None:
+            raise ValueError("truncation (TMC) and an image subset cannot be combined; drop one of them")
         if not 0 < float(out["confidence"]) < 1:
             raise ValueError("confidence must be between 0 and 1, e.g. 0.95")
     if estimator == "truncated":
@@ -73,20 +82,27 @@ def label(params: dict) -> str:
     extra = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}",
              "sampled": f"sampled, {params.get('samples')} perms"
                         + ("" if params.get("antithetic", True) else ", no pairs")
-                        + (f", TMC {params['truncation']:g}" if params.get("truncation") else "")}[params["estimator"]]
+                        + (f", TMC {params['truncation']:g}" if params.get("truncation") else "")
+                        + (f", {params['subset']} images" if params.get("subset") else "")}[params["estimator"]]
     return f"Shapley ({extra}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
 def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled", payoff: str = "accuracy",
-            **params):
+            pool=None, **params):
+    """``pool``: a core.distributed pool (e.g. RayPool) that runs the sampled estimator's tasks."""
     units = engine.units(layer)
     value = _payoff(engine, layer, payoff)
     if estimator == "exact":
         return exact(value, units, progress)
     if estimator == "truncated":
         return truncated(value, units, params["k"], progress)
+    run_tasks = None
+    if pool is not None:
+        def run_tasks(tasks, on_result=None):
+            return pool.map(_engine_chain_task, [(layer, payoff, *task) for task in tasks], on_result)
     return sampled(value, units, params["samples"], params["seed"], params["top_k"], params["confidence"],
-                   progress, params["antithetic"], params["truncation"])
+                   progress, params["antithetic"], params["truncation"], params["subset"], run_tasks,
+                   _image_payoff(engine, layer, payoff), len(engine.data))
 
 
 def _payoff(engine: Engine, layer: str, payoff: str):
@@ -97,6 +113,17 @@ def _payoff(engine: Engine, layer: str, payoff: str):
             result = engine.evaluate_masks(layer, torch.from_numpy(keep[lo:lo + _CHUNK]).float())
             out.append(result.accuracy if payoff == "accuracy" else -result.loss)
         return np.concatenate(out) if out else np.zeros(0)
+    return value
+
+
+def _image_payoff(engine: Engine, layer: str, payoff: str):
+    """v(keep (K, N), images (M,)) -> (K, M) per-image payoffs (correct or minus the loss) on those images."""
+    def value(keep: np.ndarray, images: np.ndarray) -> np.ndarray:
+        out = []
+        for lo in range(0, len(keep), _CHUNK):
+            result = engine.evaluate_masks(layer, torch.from_numpy(keep[lo:lo + _CHUNK]).float(), images, per_image=True)
+            out.append(result.correct if payoff == "accuracy" else -result.image_loss)
+        return np.concatenate(out).astype(np.float64)
     return value
 
 
@@ -163,10 +190,33 @@ def _chunked(value, keep: np.ndarray, progress=None) -> np.ndarray:
     return np.concatenate(out)
 
 
+ROUND_DRAWS = 8  # draws per early-stop look (at least; at least 4 engine calls' worth)
+PILOT_DRAWS = 8  # all-image draws that size subset="auto"
+IMAGE_ERROR_RATIO = 0.5  # subset="auto": image error at most this share of the permutation error
+MIN_SUBSET = 32
+
+
+def subset_size(image_var: np.ndarray, permutation_var: np.ndarray, n_images: int,
+                ratio: float = IMAGE_ERROR_RATIO) -> int:
+    """The fewest images per coalition that keep the image error within ``ratio`` x the permutation error.
+
+    ``image_var``: per unit, the variance over images of a draw's per-image marginals (s^2);
+    ``permutation_var``: per unit, the variance over draws of the all-image marginals. A draw on a
+    random subset of M of the N images adds (1 - M/N) s^2 / M to its variance, so summed over units
+    image <= ratio^2 x permutation when M >= N S / (N ratio^2 P + S), S = sum s^2, P = sum perm. var."""
+    s, p = float(np.sum(image_var)), float(np.sum(permutation_var))
+    if s <= 0:
+        return min(n_images, MIN_SUBSET)
+    m = n_images * s / (n_images * ratio ** 2 * p + s)
+    return int(min(n_images, max(MIN_SUBSET, np.ceil(m))))
+
+
 def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = None,
-            confidence: float = 0.95, progress=None, antithetic: bool = True, truncation: float | None = None):
+            confidence: float = 0.95, progress=None, antithetic: bool = True, truncation: float | None = None,
+            subset: int | str | None = None, run_tasks=None, image_value=None, n_images: int = 0,
+            image_seed=None):
     """Permutation Monte Carlo (Eq. 1). ``samples`` permutations; with ``antithetic`` they come in pairs
-    (a permutation and its reverse) and the standard errors are taken over pairs.
+    (a permutation and its reverse) and the standard errors are taken over pairs (draws).
 
     ``truncation`` (TMC, as in Data Shapley / Neuron Shapley): walking along a permutation, once the
     running coalition's payoff is within ``truncation`` of v(all), the remaining units' marginals are
@@ -175,34 +225,90 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
 
     ``top_k``: stop once the top_k units are separated from the rest by simultaneous confidence
     intervals (Student t, Bonferroni over the units and over the looks), so the stated
-    ``confidence`` bounds the chance that an early stop names a wrong top-k set."""
+    ``confidence`` bounds the chance that an early stop names a wrong top-k set. Looks are taken
+    between rounds of at least ROUND_DRAWS draws.
+
+    ``subset``: evaluate each draw's coalitions on a fresh seeded random subset of that many of the
+    ``n_images`` images (``image_value(keep, images) -> (K, M)`` per-image payoffs), or "auto":
+    PILOT_DRAWS draws on all images, then ``subset_size``. The estimate stays unbiased (the payoff
+    is a mean over images); ``extra`` splits the standard error into an image and a permutation part.
+
+    ``run_tasks(tasks, on_result) -> results``: runs ``_chain_task`` argument tuples (default: here,
+    on ``value``; a Ray pool runs them on its workers). Permutations and image subsets are drawn
+    here, in order, so the result does not depend on who runs the tasks."""
     if top_k is not None and not 0 < top_k < units:
         raise ValueError(f"top_k must be between 1 and {units - 1} for {units} units, got {top_k}")
+    if subset is not None:
+        if truncation is not None:
+            raise ValueError("truncation (TMC) and an image subset cannot be combined; drop one of them")
+        if subset != "auto" and not 1 <= int(subset):
+            raise ValueError(f"subset must be a number of images >= 1 or 'auto', got {subset!r}")
+        if image_value is None or n_images < 2:
+            raise ValueError("an image subset needs per-image payoffs (image_value) and at least 2 images")
+    if run_tasks is None:
+        def run_tasks(tasks, on_result=None):
+            out = []
+            for j, task in enumerate(tasks):
+                out.append(_chain_task(value, image_value, *task))
+                if on_result:
+                    on_result(j, out[-1])
+            return out
     rng = np.random.default_rng(seed)
+    image_rng = np.random.default_rng([seed, 1] if image_seed is None else image_seed)
     ends = value(np.stack([np.zeros(units, np.float32), np.ones(units, np.float32)]))  # v(none), v(all)
     group = 2 if antithetic else 1  # permutations per independent draw
     draws_total = samples // group
-    if truncation is None:
-        per_round = max(1, 256 // (group * max(1, units - 1)))  # draws per engine call; early-stop granularity
+    if subset is not None:
+        per_task = 1  # a draw's own image subset: one engine call per draw
+    elif truncation is None:
+        per_task = max(1, 256 // (group * max(1, units - 1)))  # draws per engine call
     else:
-        per_round = max(1, 32 // group)
-    looks = max(1, -(-draws_total // per_round))
+        per_task = max(1, 32 // group)
+    per_round = max(ROUND_DRAWS, 4 * per_task) if top_k is not None else draws_total
+    size = None if subset in (None, "auto") else min(int(subset), n_images)
+    if subset == "auto":
+        size, per_round = n_images, min(draws_total, PILOT_DRAWS)
+    looks = 1 if top_k is None else max(1, -(-draws_total // per_round))
     draw_means: list[np.ndarray] = []
-    evaluations = 2
+    image_vars: list[np.ndarray] = []  # per draw: the image-sampling variance of its marginals
+    stats = {"evaluations": 2, "image_evaluations": 2 * (n_images or 0)}
     stopped_early = False
+    pilot_size = None
     while len(draw_means) < draws_total:
         batch = min(per_round, draws_total - len(draw_means))
         perms = [rng.permutation(units) for _ in range(batch)]
         if antithetic:
             perms = [p for perm in perms for p in (perm, perm[::-1])]  # each with its reverse
-        chain, used = _chains(value, np.array(perms), units, ends, truncation)
-        evaluations += int(used.sum())
+        perms = np.array(perms)
+        if size is None:
+            tasks = [(perms[lo * group:(lo + per_task) * group], units, ends, truncation, None)
+                     for lo in range(0, batch, per_task)]
+        else:
+            tasks = [(perms[d * group:(d + 1) * group], units, ends, None,
+                      np.sort(image_rng.choice(n_images, size, replace=False))) for d in range(batch)]
+        done_before = len(draw_means)
+
+        def on_result(j, result):
+            if progress:
+                progress(group * (done_before + min(batch, (j + 1) * per_task)), samples)
+        results = run_tasks(tasks, on_result)
+        chain = np.concatenate([r[0] for r in results])
+        used = np.concatenate([r[1] for r in results])
+        stats["evaluations"] += int(used.sum())
+        stats["image_evaluations"] += int(used.sum()) * (n_images if size is None else size)
         marginals = np.zeros((len(perms), units))
         for row, perm in enumerate(perms):
             marginals[row, perm] = np.diff(chain[row])
-        draw_means.extend(marginals.reshape(batch, group, units).mean(1))
-        if progress:
-            progress(group * len(draw_means), samples)
+        means = marginals.reshape(batch, group, units).mean(1)
+        draw_means.extend(means)
+        if size is not None:
+            image_vars.extend((1 - size / n_images) * r[2] / size for r in results)
+        if subset == "auto" and pilot_size is None and len(draw_means) < draws_total:
+            pilot_var = np.mean([r[2] for r in results], 0)
+            permutation_var = means.var(0, ddof=1) if batch > 1 else np.zeros(units)
+            size = pilot_size = subset_size(pilot_var, permutation_var, n_images)
+            per_round = max(ROUND_DRAWS, 4 * per_task) if top_k is not None else draws_total
+            continue
         if top_k is not None and len(draw_means) >= 10 and \
                 _separated(np.array(draw_means), top_k, confidence, units * looks):
             stopped_early = True
@@ -213,10 +319,37 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
         progress(samples, samples)
     # the interval half-width in standard errors that the early stop uses (simultaneous over units and looks)
     bound_z = float(t_dist.ppf(1 - (1 - confidence) / (2 * units * looks), df=max(1, len(estimates) - 1)))
-    return estimates.mean(0), stderr, {"permutations": group * len(estimates), "stopped_early": stopped_early,
-                                       "bound_z": bound_z,
-                                       "v_all": float(ends[1]), "v_none": float(ends[0]),
-                                       "evaluations": int(evaluations)}
+    extra = {"permutations": group * len(estimates), "stopped_early": stopped_early, "bound_z": bound_z,
+             "v_all": float(ends[1]), "v_none": float(ends[0]), "evaluations": int(stats["evaluations"])}
+    if subset is not None:
+        image_se = np.sqrt(np.mean(image_vars, 0) / len(estimates))
+        extra.update({"subset": int(size), "image_evaluations": int(stats["image_evaluations"]),
+                      "full_image_evaluations": int(stats["evaluations"]) * n_images,
+                      "image_stderr": image_se, "permutation_stderr": np.sqrt(np.maximum(0, stderr ** 2 - image_se ** 2))})
+        if subset == "auto":
+            extra["pilot_draws"] = min(PILOT_DRAWS, len(estimates))
+    return estimates.mean(0), stderr, extra
+
+
+def _chain_task(value, image_value, perms: np.ndarray, units: int, ends: np.ndarray, truncation: float | None,
+                images: np.ndarray | None):
+    """One task: the payoff of every prefix of ``perms``, (P, units + 1), the coalitions evaluated per
+    row, and with an image subset the variance over those images of the draw's per-image marginals."""
+    if images is None:
+        chain, used = _chains(value, perms, units, ends, truncation)
+        return chain, used, None
+    count, size = len(perms), len(images)
+    keep = _prefix_keep(perms, units, np.arange(units + 1)).reshape(-1, units)
+    per_image = image_value(keep, images).reshape(count, units + 1, size)
+    by_unit = np.zeros((count, units, size))
+    by_unit[np.arange(count)[:, None], perms] = np.diff(per_image, axis=1)
+    draw = by_unit.mean(0)  # (units, images): the draw's marginal of each unit on each image
+    return per_image.mean(2), np.full(count, units + 1), draw.var(1, ddof=1)
+
+
+def _engine_chain_task(engine: Engine, layer: str, payoff: str, *task):
+    """``_chain_task`` on a (remote) engine: what a Ray worker runs."""
+    return _chain_task(_payoff(engine, layer, payoff), _image_payoff(engine, layer, payoff), *task)
 
 
 def _prefix_keep(perms: np.ndarray, units: int, sizes: np.ndarray) -> np.ndarray:

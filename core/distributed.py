@@ -1,0 +1,215 @@
+"""Engine work spread over Ray workers (actors), for sampled Shapley and the curves.
+
+A pool runs ``fn(engine, *args)`` for a list of argument tuples and returns the results in
+order. ``LocalPool`` runs them here on one engine; ``RayPool`` runs them on Ray actors, each
+of which loads the model from checkpoint bytes put once in Ray's object store and builds its
+own Engine (prefix caches included). Task j goes to worker j mod W, so the work done, and a
+deterministic fn's result, do not depend on the number of workers. A worker that dies is
+replaced and its unfinished tasks run again on the new one.
+
+    with RayPool(engine, workers=2) as pool:           # a local Ray, or ray_address="ray://..."
+        rank(model, data, "conv2", "shapley", pool=pool)
+
+Ray is imported only when a RayPool is made (it is slow to import and not needed otherwise).
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import checkpoint_bytes, load_checkpoint
+from .data import DataSplit
+from .engine import Engine
+from .models import is_staged
+
+OnResult = Callable[[int, Any], None]  # (task index, its result), in completion order
+START_TIMEOUT = 300.0  # seconds for the workers to load the model
+MAX_REPLACEMENTS = 3  # per worker slot; a worker that keeps dying is a real error, not bad luck
+
+
+class LocalPool:
+    """Runs the tasks one after another on an engine in this process."""
+
+    workers = 1
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def map(self, fn: Callable, arglist: Sequence[tuple], on_result: OnResult | None = None) -> list:
+        results = []
+        for j, args in enumerate(arglist):
+            results.append(fn(self.engine, *args))
+            if on_result:
+                on_result(j, results[-1])
+        return results
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def model_bytes(model: nn.Module) -> bytes:
+    """Our models as checkpoint bytes; any other model (torchvision, pruned) as its pickled module."""
+    if is_staged(model):
+        return b"ckpt" + checkpoint_bytes(model)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    return b"pick" + buffer.getvalue()
+
+
+def model_from_bytes(blob: bytes) -> nn.Module:
+    kind, raw = blob[:4], blob[4:]
+    if kind == b"ckpt":
+        return load_checkpoint(raw)
+    # a pickled module is only ever bytes that model_bytes wrote in this run's driver, never user input
+    return torch.load(io.BytesIO(raw), weights_only=False).eval()
+
+
+class _EngineWorker:
+    """A Ray actor holding one Engine (its model loaded from the object store)."""
+
+    def __init__(self, model_blob: bytes, data: DataSplit, precision: str, device: str):
+        model = model_from_bytes(model_blob).to(device)
+        extra = {} if precision == "float32" else {"precision": precision}
+        self.engine = Engine(model, data, **extra)
+
+    def run(self, fn: Callable, args: tuple) -> Any:
+        return fn(self.engine, *args)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def ray_init(address: str | None = None, num_cpus: int | None = None):
+    """The ray module, connected: to ``address`` (or $RAY_ADDRESS), else a local Ray started here."""
+    import ray
+
+    if not ray.is_initialized():
+        # the workers may not have this code (a remote cluster, another working directory): ship the package
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                  "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)]}}
+        if not address and not os.environ.get("RAY_ADDRESS"):
+            kwargs["num_cpus"] = num_cpus
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+            raise ValueError(f"could not connect to Ray at {where}: {str(exc).splitlines()[0]}") from None
+    return ray
+
+
+def _wait_until_free(ray, resource: str, needed: int, seconds: float = 20.0) -> None:
+    """A worker Ray cannot place would wait forever: wait a little (a pool just closed frees its CPUs
+    a moment later), then refuse, saying what is busy."""
+    deadline = time.monotonic() + seconds
+    while (free := int(ray.available_resources().get(resource, 0))) < needed:
+        if time.monotonic() > deadline:
+            raise ValueError(f"only {free} of the Ray cluster's {resource}s are free ({needed} needed): "
+                             f"other work (another pool?) holds the rest; close it or ask for fewer workers")
+        time.sleep(0.2)
+
+
+class RayPool:
+    """Runs tasks on ``workers`` Ray actors, each with its own copy of the engine's model and data.
+
+    ``workers``: how many actors (default: one per CPU of the cluster, or one per GPU when the
+    cluster has GPUs). Each actor takes 1 CPU, or 1 GPU where the cluster has a GPU per worker
+    (its engine then runs on CUDA). ``address``: a Ray cluster ("ray://host:10001", "auto"); by
+    default $RAY_ADDRESS, else a local Ray."""
+
+    def __init__(self, engine: Engine, workers: int | None = None, address: str | None = None):
+        if workers is not None and int(workers) < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        ray = ray_init(address)
+        resources = ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
+        self.workers = int(workers) if workers is not None else (gpus or cpus or 1)
+        self.gpus = 1 if gpus >= self.workers else 0
+        if not self.gpus and cpus < self.workers:
+            raise ValueError(f"the Ray cluster has {cpus} CPUs and {gpus} GPUs: ask for at most "
+                             f"{max(cpus, gpus)} workers, not {self.workers}")
+        _wait_until_free(ray, "GPU" if self.gpus else "CPU", self.workers)
+        self._ray = ray
+        self._actor_class = ray.remote(num_cpus=0 if self.gpus else 1, num_gpus=self.gpus)(_EngineWorker)
+        self._model = ray.put(model_bytes(engine.model))
+        self._data = ray.put(engine.data)
+        self._precision = getattr(engine, "precision", "float32")
+        self.actors = [self._start() for _ in range(self.workers)]
+        self.replaced = 0  # workers replaced after dying (tests and the benchmark read it)
+        self.round_seconds: list[float] = []  # wall time of each map call
+
+    def _start(self):
+        return self._actor_class.remote(self._model, self._data, self._precision, "cuda" if self.gpus else "cpu")
+
+    def ready(self, timeout: float = START_TIMEOUT) -> "RayPool":
+        """Wait until every worker has loaded its model (so timings measure work, not start-up)."""
+        from ray.exceptions import GetTimeoutError
+
+        try:
+            self._ray.get([actor.pid.remote() for actor in self.actors], timeout=timeout)
+        except GetTimeoutError:
+            raise RuntimeError(f"the Ray workers did not start within {timeout:.0f} s; is the cluster busy?") from None
+        return self
+
+    def map(self, fn: Callable, arglist: Sequence[tuple], on_result: OnResult | None = None) -> list:
+        from ray.exceptions import RayActorError, RayTaskError
+
+        start = time.perf_counter()
+        results: list[Any] = [None] * len(arglist)
+        failures = [0] * self.workers
+        pending = {}
+        for j, args in enumerate(arglist):
+            slot = j % self.workers
+            pending[self.actors[slot].run.remote(fn, args)] = (j, slot, self.actors[slot])
+        while pending:
+            ready, _ = self._ray.wait(list(pending), num_returns=1)
+            j, slot, actor = pending.pop(ready[0])
+            try:
+                results[j] = self._ray.get(ready[0])
+            except RayTaskError as exc:  # the task itself raised: the same error as a local run
+                raise exc.as_instanceof_cause() from None
+            except RayActorError:
+                if self.actors[slot] is actor:  # first news of this death: start a fresh worker
+                    failures[slot] += 1
+                    if failures[slot] > MAX_REPLACEMENTS:
+                        raise RuntimeError(f"Ray worker {slot} died {failures[slot]} times; giving up") from None
+                    self.actors[slot] = self._start()
+                    self.replaced += 1
+                pending[self.actors[slot].run.remote(fn, arglist[j])] = (j, slot, self.actors[slot])
+                continue
+            if on_result:
+                on_result(j, results[j])
+        self.round_seconds.append(time.perf_counter() - start)
+        return results
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | None = None) -> LocalPool | RayPool:
+    """A RayPool when workers or an address are given, else a LocalPool on ``engine``."""
+    if workers is None and not ray_address:
+        return LocalPool(engine)
+    return RayPool(engine, workers, ray_address)
+
+
+__all__ = ["LocalPool", "RayPool", "engine_pool", "model_bytes", "model_from_bytes", "ray_init"]
