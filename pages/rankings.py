@@ -1,4 +1,6 @@
 """Rankings: which units of the selected layer matter, by Shapley values, switches and baselines."""
+import os
+
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
@@ -45,6 +47,17 @@ with friendly_errors():
                                     "Fewer coalitions, slightly biased."):
                     shapley["truncation"] = st.number_input("Truncation tolerance", 0.001, 0.5, 0.02, step=0.005,
                                                             format="%.3f")
+                if "truncation" not in shapley:
+                    images = len(chosen.engine("val").data)
+                    how = st.radio("Images per coalition", ["all", "auto", "a subset"], horizontal=True,
+                                   help="Evaluate each permutation pair on a fresh random subset of the validation "
+                                        "images: unbiased, cheaper, with the extra error reported. auto: 8 pairs on "
+                                        "all images, then the fewest images that keep the image error within half "
+                                        "the permutation error.")
+                    if how == "auto":
+                        shapley["subset"] = "auto"
+                    elif how == "a subset":
+                        shapley["subset"] = st.number_input("Images", 2, max(2, images), min(images, 200), step=50)
                 if st.checkbox("Stop early once the top units are separated", value=False):
                     shapley["top_k"] = st.slider("top k", 1, max(1, units - 1), min(5, units - 1),
                                                  help="Simultaneous 95% intervals (Bonferroni over units and "
@@ -67,6 +80,11 @@ with friendly_errors():
     if "Random" in picked:
         params["Random"] = {"seed": st.number_input("Random seed", 0, 10_000, 0, key="random_seed")}
 
+    ray_address = os.environ.get("RAY_ADDRESS")
+    on_ray = bool(ray_address) and params.get("Shapley", {}).get("estimator") == "sampled"
+    if on_ray:
+        st.caption(f"Sampled Shapley runs on the Ray cluster at {ray_address} (RAY_ADDRESS), one worker per CPU "
+                   "(or GPU); the result is the same as a run here with the same seed.")
     if st.button("Compute rankings", type="primary", disabled=not picked):
         bar = st.progress(0.0, text="starting…")
         engine = chosen.engine("val")
@@ -77,6 +95,7 @@ with friendly_errors():
                 bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
             ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=progress,
                            engine=engine, train=train if name == "Importance switches" else None,
+                           ray_address=ray_address if on_ray and name == "Shapley" else None,
                            **params.get(name, {}))
             remember_ranking(chosen, ranking)
         bar.progress(1.0, text="done")
@@ -89,7 +108,16 @@ with friendly_errors():
             st.plotly_chart(scores_bar(ranking), width="stretch", key=f"bar-{ranking.label}")
             if ranking.stderr is not None:
                 st.caption(f"Error bars: ±1.96 standard errors over {ranking.extra.get('permutations')} "
-                           f"permutations{' (stopped early)' if ranking.extra.get('stopped_early') else ''}.")
+                           f"permutations{' (stopped early)' if ranking.extra.get('stopped_early') else ''}"
+                           + (f", computed on {ranking.extra['workers']} Ray workers" if "workers" in ranking.extra
+                              else "") + ".")
+            if "image_stderr" in ranking.extra:
+                extra = ranking.extra
+                st.caption(f"Each pair on {extra['subset']} random images: {extra['image_evaluations']:,} image "
+                           f"evaluations instead of {extra['full_image_evaluations']:,} "
+                           f"({extra['full_image_evaluations'] / extra['image_evaluations']:.1f}x fewer). Mean "
+                           f"standard error from the image subsets {extra['image_stderr'].mean():.4f}, from the "
+                           f"permutations {extra['permutation_stderr'].mean():.4f} (the bars include both).")
             if "likelihood" in ranking.extra:
                 st.plotly_chart(switch_curve(ranking), width="stretch", key=f"curve-{ranking.label}")
                 st.caption(f"Trained {ranking.params['epochs']} epochs on {ranking.extra.get('trained_on', '?')} "

@@ -98,3 +98,50 @@ def test_live_toggles_turn_off_the_k_lowest_by_a_ranking_computed_on_the_ranking
     assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)
     shown = next(m for m in at.metric if m.label.startswith("Accuracy")).value
     assert shown == f"{core.evaluate(model, digits_test, off={'conv1': lowest}).accuracy:.2%}"
+
+
+def _compute_sampled_shapley(at: AppTest, images: str) -> dict:
+    at.multiselect[0].set_value(["Shapley"]).run()
+    next(s for s in at.slider if s.label == "Permutations").set_value(20)
+    next(r for r in at.radio if r.label == "Images per coalition").set_value(images)
+    at.run()
+    if images == "a subset":
+        next(n for n in at.number_input if n.label == "Images").set_value(120)
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
+
+
+def test_rankings_page_evaluates_coalitions_on_an_image_subset_and_says_what_it_cost(model, digits_val):
+    at = open_page("pages/rankings.py", layer="conv2")
+    bar = _compute_sampled_shapley(at, "a subset")
+    assert bar["layout"]["title"]["text"] == "Shapley (sampled, 20 perms, 120 images) — conv2"
+    expected = core.rank(model, digits_val, "conv2", "shapley", samples=20, subset=120)
+    assert expected.cached and bar["data"][0]["x"] == [f"unit {i}" for i in expected.order()]
+    captions = " ".join(c.value for c in at.caption)
+    assert "Each pair on 120 random images" in captions and "from the permutations" in captions
+    assert f"instead of {expected.extra['full_image_evaluations']:,}" in captions
+
+
+def test_rankings_page_runs_sampled_shapley_on_the_ray_cluster_in_ray_address(model, digits_val, monkeypatch):
+    ray = __import__("pytest").importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+        at = open_page("pages/rankings.py", layer="conv1")
+        at.multiselect[0].set_value(["Shapley"]).run()
+        assert "runs on the Ray cluster at" in " ".join(c.value for c in at.caption)
+        next(s for s in at.slider if s.label == "Permutations").set_value(30)
+        at.number_input(key="shapley_seed").set_value(977)  # a seed no other test uses: never a cache hit
+        at.button[0].click()
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        assert "computed on 2 Ray workers" in " ".join(c.value for c in at.caption)
+        bar = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
+        local = core.rank(model, digits_val, "conv1", "shapley", samples=30, seed=977, cache=False)
+        assert bar["data"][0]["x"] == [f"unit {i}" for i in local.order()]
+    finally:
+        ray.shutdown()
