@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 from torch import nn
 
-from .curves import layer_curve
+from . import curves as _curves
 from .data import DataSplit
 from .engine import Engine
 from .models import build_model, is_staged, layer_names, model_totals, unit_count
@@ -239,28 +239,35 @@ def plan_from_widths(model: nn.Module, widths: str | Sequence[int] | Mapping[str
 
 def plan_from_pr(engine: Engine, rankings: Mapping[str, RankingLike] | None, pr: float,
                  clusters: Mapping[str, Clusters] | None = None, empty_clusters: bool = False,
-                 layers: Sequence[str] | None = None) -> Plan:
+                 layers: Sequence[str] | None = None, pool=None) -> Plan:
     """Paper B's layer level: for each layer the largest n whose removal *from that layer alone*
     (no retraining, the chosen order) costs at most ``pr`` accuracy points (0.5 = half a percent)
     on the engine's split; then all layers are pruned together.
 
-    Each layer's costs are one batched ``core.curves.layer_curve`` over every count (an engine call)."""
+    Each layer's costs are one batched ``core.curves.layer_curve`` over every count (an engine call).
+    ``pool``: a ``core.distributed`` pool on ``engine`` (e.g. ``RayPool(engine)``) that runs those
+    calls, one task per layer; the plan equals the local one exactly."""
     if not pr >= 0:
         raise ValueError(f"Pr is a tolerated accuracy drop in points and cannot be negative (got {pr})")
     model = engine.model
     units, orders = _orders(model, rankings, clusters, empty_clusters)
     base = engine.evaluate().accuracy
     counts, details = {}, {}
-    for layer in layers or list(units):
+    chosen = list(layers or list(units))
+    tasks = []
+    for layer in chosen:  # what core.curves.layer_curve(engine, layer, scores, counts=0..len(order)) evaluates
         order = orders[layer][0]
         scores = np.full(units[layer], float(len(order) + 1))  # not in the order: never removed
         scores[order] = np.arange(len(order), dtype=float)  # removal order = lowest score first
-        curve = layer_curve(engine, layer, scores, counts=range(len(order) + 1))
-        drop = (base - curve.accuracy) * 100
+        points = _curves.check_counts(range(len(order) + 1), engine.units(layer))
+        tasks += _curves._order_blocks(layer, [_curves.removal_order(scores, "least")], points)  # one call
+    results = _curves._run(engine, pool, _curves._masks_task, tasks)
+    for layer, (_, _, points, _), (accuracy, _, _) in zip(chosen, tasks, results):
+        drop = (base - accuracy[0]) * 100
         fits = np.nonzero(drop <= pr + _EPS)[0]
-        n = int(curve.counts[fits.max()]) if len(fits) else 0
+        n = int(points[fits.max()]) if len(fits) else 0
         counts[layer] = n
-        details[layer] = {"removed": n, "cost_points": float(drop[list(curve.counts).index(n)]),
+        details[layer] = {"removed": n, "cost_points": float(drop[list(points).index(n)]),
                           "curve_points": [float(d) for d in drop]}
     for layer in units:
         counts.setdefault(layer, 0)

@@ -134,54 +134,85 @@ def check_rates(rates: Sequence[float], allow_one: bool = False) -> np.ndarray:
     return array
 
 
+def _order_blocks(layer: str, orders: Sequence[np.ndarray], counts: np.ndarray, full: bool = False) -> list[tuple]:
+    """The engine calls of a set of curves, as ``_masks_task`` argument tuples: whole curves stacked
+    up to STACK_LIMIT masks per call (a curve is never split); ``full`` adds the unmasked row to the
+    first. The split depends only on the curves, never on a pool's workers, so every pool computes
+    exactly the same calls."""
+    per_call = max(1, STACK_LIMIT // max(1, len(counts)))
+    return [(layer, [np.asarray(o) for o in orders[lo:lo + per_call]], np.asarray(counts), full and lo == 0)
+            for lo in range(0, max(1, len(orders)), per_call)]
+
+
+def _masks_task(engine: Engine, layer: str, orders: Sequence[np.ndarray], counts: np.ndarray,
+                full: bool = False) -> tuple:
+    """One ``Engine.evaluate_masks`` call: accuracy and loss (orders x points) of every order at every
+    count, plus (``full``) the unmasked accuracy from one more row. Runs wherever the pool puts it."""
+    units = engine.units(layer)
+    keep = np.ones((len(orders), len(counts), units), dtype=np.float32)
+    for o, order in enumerate(orders):
+        for p, n in enumerate(counts):
+            keep[o, p, order[:n]] = 0.0
+    block = keep.reshape(-1, units)
+    if full:
+        block = np.concatenate([block, np.ones((1, units), dtype=np.float32)])
+    shape = (len(orders), len(counts))
+    if not len(block):
+        return np.zeros(shape), np.zeros(shape), None
+    result = engine.evaluate_masks(layer, block)
+    rows = shape[0] * shape[1]
+    return (np.asarray(result.accuracy[:rows]).reshape(shape), np.asarray(result.loss[:rows]).reshape(shape),
+            float(result.accuracy[-1]) if full else None)
+
+
+def _run(engine: Engine, pool, fn: Callable, arglist: Sequence[tuple], on_result=None) -> list:
+    """``fn(engine, *args)`` for every task: on ``pool`` (a ``core.distributed`` pool) or here."""
+    if pool is None:
+        from .distributed import LocalPool
+
+        pool = LocalPool(engine)
+    return pool.map(fn, arglist, on_result)
+
+
+def _assemble(results: Sequence[tuple], n_orders: int, n_counts: int) -> tuple:
+    shape = (n_orders, n_counts)
+    accuracy = np.concatenate([r[0] for r in results]).reshape(shape) if n_orders else np.zeros(shape)
+    loss = np.concatenate([r[1] for r in results]).reshape(shape) if n_orders else np.zeros(shape)
+    return accuracy, loss, results[0][2] if results else None
+
+
+def _removed(orders: Sequence[np.ndarray], counts: np.ndarray) -> list[list[list[int]]]:
+    return [[[int(u) for u in order[:n]] for n in counts] for order in orders]
+
+
 def _evaluate_orders(engine: Engine, layer: str, orders: Sequence[np.ndarray], counts: np.ndarray,
-                     full: bool = False) -> tuple:
+                     full: bool = False, pool=None) -> tuple:
     """Accuracy and loss (orders x points) and the removed units, for every order at every count.
 
     The masks of whole curves are stacked into batched ``Engine.evaluate_masks`` calls: one call for
     everything up to STACK_LIMIT masks, else as many whole curves per call as fit (a curve is never
     split; past a few hundred masks the engine's image chunks get so small that one huge stack is
     slower, see benchmarks/bench_curves.py). ``full``: also the unmasked network's accuracy, from
-    one more row of the first call (4th value)."""
-    units = engine.units(layer)
-    keep = np.ones((len(orders), len(counts), units), dtype=np.float32)
-    removed = []
-    for o, order in enumerate(orders):
-        removed.append([])
-        for p, n in enumerate(counts):
-            keep[o, p, order[:n]] = 0.0
-            removed[-1].append([int(u) for u in order[:n]])
-    per_call = max(1, STACK_LIMIT // max(1, len(counts)))
-    accuracy, loss, full_accuracy = [], [], None
-    for lo in range(0, max(1, len(orders)), per_call):
-        block = keep[lo:lo + per_call].reshape(-1, units)
-        if full and lo == 0:
-            block = np.concatenate([block, np.ones((1, units), dtype=np.float32)])
-        if not len(block):
-            continue
-        result = engine.evaluate_masks(layer, block)
-        if full and lo == 0:
-            full_accuracy = float(result.accuracy[-1])
-            result = type(result)(result.accuracy[:-1], result.loss[:-1])
-        accuracy.append(result.accuracy)
-        loss.append(result.loss)
-    shape = (len(orders), len(counts))
-    out = (np.concatenate(accuracy).reshape(shape) if accuracy else np.zeros(shape),
-           np.concatenate(loss).reshape(shape) if loss else np.zeros(shape), removed)
+    one more row of the first call (4th value). ``pool``: run the calls on a ``core.distributed``
+    pool (Ray workers); the calls are the same, so the numbers are the same as here."""
+    results = _run(engine, pool, _masks_task, _order_blocks(layer, orders, counts, full))
+    accuracy, loss, full_accuracy = _assemble(results, len(orders), len(counts))
+    out = (accuracy, loss, _removed(orders, counts))
     return (*out, full_accuracy) if full else out
 
 
 def layer_curve(engine: Engine, layer: str, ranking: Ranking | np.ndarray, counts: Sequence[int] | None = None,
-                direction: str = "least") -> Curve:
+                direction: str = "least", pool=None) -> Curve:
     """Accuracy and loss of ``layer`` with its ``counts[i]`` least (``direction="least"``) or most
     (``"most"``) important units off, by ``ranking`` (a Ranking or scores, higher = more important).
 
     ``counts`` defaults to 0..N (a grid of GRID_POINTS counts for layers wider than FULL_GRID_MAX).
-    All points are evaluated in one batched ``engine.evaluate_masks`` call; nothing is retrained."""
+    All points are evaluated in one batched ``engine.evaluate_masks`` call; nothing is retrained.
+    ``pool``: a ``core.distributed`` pool (e.g. ``RayPool(engine)``) that runs the call on a worker."""
     scores, label, method = _scores(engine, layer, ranking)
     counts = check_counts(counts, len(scores))
     order = removal_order(scores, direction)
-    accuracy, loss, removed = _evaluate_orders(engine, layer, [order], counts)
+    accuracy, loss, removed = _evaluate_orders(engine, layer, [order], counts, pool=pool)
     return Curve(label, layer, counts, accuracy[0], loss[0], removed[0], direction, method, len(scores))
 
 
@@ -257,17 +288,15 @@ def random_scores(units: int, seed: int) -> np.ndarray:
 
 
 def random_band(engine: Engine, layer: str, seeds: int = 5, counts: Sequence[int] | None = None,
-                direction: str = "least", first_seed: int = 0) -> RandomBand:
-    """``seeds`` random removal orders (seeds first_seed, first_seed+1, ...), all in one batched call."""
-    band = _layer_curves(engine, layer, [], seeds, counts, direction, first_seed)[1]
-    return band
+                direction: str = "least", first_seed: int = 0, pool=None) -> RandomBand:
+    """``seeds`` random removal orders (seeds first_seed, first_seed+1, ...), all in one batched call
+    (whole curves per call up to STACK_LIMIT masks; ``pool``: those calls on its workers)."""
+    return _layer_curves(engine, layer, [], seeds, counts, direction, first_seed, pool=pool)[1]
 
 
-def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.ndarray], seeds: int,
-                  counts: Sequence[int] | None, direction: str, first_seed: int = 0,
-                  full: bool = False) -> tuple:
-    """Curves of every ranking plus the random band: every mask of every order in ONE engine call
-    (``full``: and the unmasked accuracy from the same call, as a third value)."""
+def _layer_orders(engine: Engine, layer: str, rankings: Sequence[Ranking | np.ndarray], seeds: int,
+                  counts: Sequence[int] | None, direction: str, first_seed: int = 0) -> tuple:
+    """(resolved rankings, orders: the rankings' then the random seeds', counts, seed list, units)."""
     seeds = check_seeds(seeds)
     units = engine.units(layer)
     counts = check_counts(counts, units)
@@ -275,7 +304,23 @@ def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.nd
     orders = [removal_order(scores, direction) for scores, _, _ in resolved]
     seed_list = list(range(first_seed, first_seed + seeds))
     orders += [removal_order(random_scores(units, s), direction) for s in seed_list]
-    accuracy, loss, removed, *full_accuracy = _evaluate_orders(engine, layer, orders, counts, full)
+    return resolved, orders, counts, seed_list, units
+
+
+def _layer_curves(engine: Engine, layer: str, rankings: Sequence[Ranking | np.ndarray], seeds: int,
+                  counts: Sequence[int] | None, direction: str, first_seed: int = 0,
+                  full: bool = False, pool=None) -> tuple:
+    """Curves of every ranking plus the random band: every mask of every order in ONE engine call
+    (``full``: and the unmasked accuracy from the same call, as a third value)."""
+    resolved, orders, counts, seed_list, units = _layer_orders(engine, layer, rankings, seeds, counts, direction,
+                                                               first_seed)
+    accuracy, loss, removed, *full_accuracy = _evaluate_orders(engine, layer, orders, counts, full, pool)
+    return _curves_and_band(layer, resolved, accuracy, loss, removed, counts, seed_list, direction, units,
+                            full_accuracy)
+
+
+def _curves_and_band(layer, resolved, accuracy, loss, removed, counts, seed_list, direction, units,
+                     full_accuracy=()) -> tuple:
     k = len(resolved)
     curves = [Curve(label, layer, counts, accuracy[i], loss[i], removed[i], direction, method, units)
               for i, (_, label, method) in enumerate(resolved)]
@@ -408,16 +453,18 @@ def resolve_methods(engine: Engine, layer: str, methods: Sequence[str | Ranking]
 
 def curve_set(engine: Engine, layer: str, methods: Sequence[str | Ranking], seeds: int = 5,
               counts: Sequence[int] | None = None, direction: str = "least", params: Mapping[str, dict] | None = None,
-              rank_engine: Engine | None = None, progress: Progress | None = None) -> CurveSet:
+              rank_engine: Engine | None = None, progress: Progress | None = None, pool=None) -> CurveSet:
     """Layer curves of several rankings plus a random band of ``seeds`` seeds (min-max), evaluated on
     ``engine``'s data in one batched call. ``methods``: Rankings of ``layer`` and/or method names
-    (computed on ``rank_engine``'s data, e.g. the validation split, with ``params[name]``)."""
+    (computed on ``rank_engine``'s data, e.g. the validation split, with ``params[name]``).
+    ``pool``: a ``core.distributed`` pool on ``engine`` that evaluates the curves (the rankings are
+    computed here); the result equals the local one exactly."""
     check_seeds(seeds)
     check_counts(counts, engine.units(layer))
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'least' or 'most' (got {direction!r})")
     rankings = resolve_methods(engine, layer, methods, params, rank_engine, progress)
-    curves, band, full = _layer_curves(engine, layer, rankings, seeds, counts, direction, full=True)
+    curves, band, full = _layer_curves(engine, layer, rankings, seeds, counts, direction, full=True, pool=pool)
     return CurveSet(layer, direction, curves, band, full, engine.units(layer), engine.data.split)
 
 
@@ -469,15 +516,23 @@ def _network_off(orders: Mapping[str, np.ndarray], rate: float) -> dict[str, lis
     return {layer: [int(u) for u in order[:int(round(rate * len(order)))]] for layer, order in orders.items()}
 
 
+def _point_task(engine: Engine, off: Mapping[str, list[int]]) -> tuple[float, float]:
+    """Accuracy and loss of the network with ``off`` (several layers) turned off: one whole-network point."""
+    result = engine.evaluate(off)
+    return result.accuracy, result.loss
+
+
 def network_curves(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]], rates: Sequence[float] = NETWORK_RATES,
                    seeds: int = 5, direction: str = "least", layers: Sequence[str] | None = None,
                    params: Mapping[str, dict] | None = None, rank_engine: Engine | None = None,
-                   progress: Progress | None = None) -> CurveSet:
+                   progress: Progress | None = None, pool=None) -> CurveSet:
     """Paper B Fig. 5: every layer in ``layers`` (default all prunable layers) pruned at the same rate
     at once, by each method's ranking of that layer; plus ``seeds`` random orders per layer (min-max band).
 
     Each point masks several layers at once and is evaluated with ``Engine.evaluate(off)``.
-    ``rates`` in [0, 1): rate r removes round(r * N) units of every layer of N units."""
+    ``rates`` in [0, 1): rate r removes round(r * N) units of every layer of N units.
+    ``pool``: a ``core.distributed`` pool on ``engine`` that evaluates the points (one task each; the
+    rankings are computed here); the result equals the local one exactly."""
     seeds = check_seeds(seeds)
     rates = check_rates(rates)
     if direction not in DIRECTIONS:
@@ -500,19 +555,20 @@ def network_curves(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]
                   for r in per_layer]
     order_sets += [(f"Random (seed {s})", "random",
                     {l: removal_order(random_scores(units[l], s), direction) for l in layers}) for s in seed_list]
-    done = 0
+    all_masks = [[_network_off(orders, rate) for rate in rates] for _, _, orders in order_sets]
+    done = [0]
+
+    def report(_j: int, _result) -> None:
+        done[0] += 1
+        if progress:
+            progress(weight + done[0], weight + n_evals)
+    evaluated = _run(engine, pool, _point_task, [(off,) for masks in all_masks for off in masks], report)
     results = []
-    for label, method, orders in order_sets:
-        masks = [_network_off(orders, rate) for rate in rates]
-        evaluated = []
-        for off in masks:
-            evaluated.append(engine.evaluate(off))
-            done += 1
-            if progress:
-                progress(weight + done, weight + n_evals)
+    for i, ((label, method, _), masks) in enumerate(zip(order_sets, all_masks)):
+        points = evaluated[i * len(rates):(i + 1) * len(rates)]
         counts = np.array([sum(len(v) for v in off.values()) for off in masks])
-        results.append((label, method, masks, counts, np.array([r.accuracy for r in evaluated]),
-                        np.array([r.loss for r in evaluated])))
+        results.append((label, method, masks, counts, np.array([a for a, _ in points]),
+                        np.array([l for _, l in points])))
     total_units = sum(units.values())
     curves = [Curve(label, ALL_LAYERS, counts, acc, loss, [[] for _ in masks], direction, method, total_units,
                     rates, masks) for label, method, masks, counts, acc, loss in results[:n_methods]]
@@ -553,9 +609,11 @@ class Sensitivity:
 def sensitivity_grid(engine: Engine, methods: Sequence[str | Mapping[str, Ranking]], rates: Sequence[float] = GRID_RATES,
                      seeds: int = 5, layers: Sequence[str] | None = None, direction: str = "least",
                      params: Mapping[str, dict] | None = None, rank_engine: Engine | None = None,
-                     progress: Progress | None = None) -> Sensitivity:
+                     progress: Progress | None = None, pool=None) -> Sensitivity:
     """Layers x rates -> accuracy with only that layer pruned, for each method and random (mean of
-    ``seeds``); one batched engine call per layer (every method, seed and rate stacked)."""
+    ``seeds``); one batched engine call per layer (every method, seed and rate stacked).
+    ``pool``: a ``core.distributed`` pool on ``engine`` that runs those calls (the rankings are
+    computed here); the result equals the local one exactly."""
     seeds = check_seeds(seeds)
     rates = check_rates(rates)
     layers = _check_layers(engine, layers)
@@ -563,15 +621,30 @@ def sensitivity_grid(engine: Engine, methods: Sequence[str | Mapping[str, Rankin
                                (lambda d, t: progress(d, t + len(layers))) if progress else None)
     labels = [r[layers[0]].label for r in per_layer] + [f"Random (mean of {seeds} seeds)"]
     accuracy = np.zeros((len(labels), len(layers), len(rates)))
+    prepared, tasks, owner = [], [], []
     for j, layer in enumerate(layers):
-        counts = counts_for_rates(engine.units(layer), rates)
-        curves, band = _layer_curves(engine, layer, [r[layer] for r in per_layer], seeds, counts, direction)
+        prepared.append(_layer_orders(engine, layer, [r[layer] for r in per_layer], seeds,
+                                      counts_for_rates(engine.units(layer), rates), direction))
+        blocks = _order_blocks(layer, prepared[-1][1], prepared[-1][2])
+        tasks += blocks
+        owner += [j] * len(blocks)
+    left = [owner.count(j) for j in range(len(layers))]
+    ranked = len(layers) * len(per_layer)
+
+    def report(t: int, _result) -> None:  # a layer is done when its last call is
+        left[owner[t]] -= 1
+        if progress:
+            progress(ranked + sum(1 for n in left if n == 0), ranked + len(layers))
+    results = _run(engine, pool, _masks_task, tasks, report)
+    for j, layer in enumerate(layers):
+        resolved, orders, counts, seed_list, units = prepared[j]
+        mine = [r for r, o in zip(results, owner) if o == j]
+        layer_accuracy, layer_loss, _ = _assemble(mine, len(orders), len(counts))
+        curves, band = _curves_and_band(layer, resolved, layer_accuracy, layer_loss, _removed(orders, counts),
+                                        counts, seed_list, direction, units)
         for i, curve in enumerate(curves):
             accuracy[i, j] = curve.accuracy
         accuracy[-1, j] = band.mean
-        if progress:
-            done = len(layers) * len(per_layer)
-            progress(done + j + 1, done + len(layers))
     return Sensitivity(labels, layers, rates, accuracy, engine.evaluate().accuracy, seeds, direction)
 
 
