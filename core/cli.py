@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, save_checkpoint
@@ -44,6 +45,49 @@ def _device_arg(parser: argparse.ArgumentParser) -> None:
 def _precision_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="float32",
                         help=f"masked evaluation precision: {', '.join(PRECISIONS)} (autocast; default float32)")
+
+
+def _workers_args(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help=f"{what} on N Ray workers (a local Ray unless --ray-address or $RAY_ADDRESS); "
+                             "same numbers as without")
+    parser.add_argument("--ray-address", default=None, metavar="ADDR",
+                        help="Ray cluster to run on, e.g. ray://host:10001 or auto (implies Ray workers)")
+
+
+def _distributed(args: argparse.Namespace) -> bool:
+    """Whether --workers / --ray-address ask for Ray; a bad --workers is one line before any work."""
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1 (got {args.workers})")
+    return args.workers is not None or bool(args.ray_address)
+
+
+class _Pools:
+    """At most one Ray pool open at a time (each holds its CPUs), on the engine asked for; closes it."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.engine, self.pool = args, None, None
+
+    def on(self, engine: Engine):
+        if not _distributed(self.args):
+            return None
+        if self.engine is not engine:
+            from .distributed import engine_pool
+
+            self.close()
+            self.pool, self.engine = engine_pool(engine, self.args.workers, self.args.ray_address), engine
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        self.engine = self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _check_precision(args: argparse.Namespace) -> None:
@@ -267,6 +311,9 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
                         help="sampled shapley: stop a permutation once the coalition is within TOL of v(all) (TMC)")
     parser.add_argument("--no-antithetic", action="store_true",
                         help="sampled shapley: independent permutations instead of antithetic pairs")
+    parser.add_argument("--subset", default=None, metavar="M|auto",
+                        help="sampled shapley: evaluate each permutation on a random subset of M images "
+                             "(auto: M from a pilot); prints the image and permutation errors")
     parser.add_argument("--alpha0", type=float, default=None, help="switches: Dirichlet prior (default: paper's)")
     parser.add_argument("--epochs", type=int, default=None, help="switches: passes over the training split (300)")
     parser.add_argument("--switch-split", choices=("train", "val"), default=None,
@@ -274,12 +321,14 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed (sampled shapley, switches, random)")
     parser.add_argument("--no-cache", action="store_true", help="recompute even if a cached ranking exists")
     _precision_arg(parser)
+    _workers_args(parser, "sampled shapley")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
 
 
 def _rank_params(args: argparse.Namespace) -> dict:
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
-                    "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic}
+                    "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic,
+                    "--subset": args.subset}
     switch_only = {"--alpha0": args.alpha0, "--epochs": args.epochs, "--switch-split": args.switch_split}
     for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
         given = [flag for flag, value in flags.items() if value not in (None, False)]
@@ -292,8 +341,14 @@ def _rank_params(args: argparse.Namespace) -> dict:
                                          ("payoff", args.payoff), ("truncation", args.truncation)) if v is not None})
         if args.no_antithetic:
             params["antithetic"] = False
-        if params["estimator"] != "sampled" and (args.truncation is not None or args.no_antithetic):
-            raise ValueError("--truncation and --no-antithetic apply to sampled shapley only")
+        if params["estimator"] != "sampled" and (args.truncation is not None or args.no_antithetic
+                                                 or args.subset is not None):
+            raise ValueError("--truncation, --no-antithetic and --subset apply to sampled shapley only")
+        if args.subset is not None:
+            params["subset"] = _parse_subset(args.subset)
+    if _distributed(args) and not (args.method == "shapley" and params["estimator"] == "sampled"):
+        raise ValueError("--workers and --ray-address run sampled shapley only (--method shapley without "
+                         "--exact or --k); the other methods run here")
     params.update({k: v for k, v in (("alpha0", args.alpha0), ("epochs", args.epochs),
                                      ("split", args.switch_split)) if v is not None})
     if args.seed is not None:
@@ -301,6 +356,33 @@ def _rank_params(args: argparse.Namespace) -> dict:
             raise ValueError(f"--seed applies to shapley, switches and random, not {args.method}")
         params["seed"] = args.seed
     return params
+
+
+def _parse_subset(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"--subset {text!r}: a number of images (at least 2) or auto") from None
+    if value < 2:
+        raise ValueError(f"--subset must be at least 2 images (for its error), got {value}")
+    return value
+
+
+def _subset_lines(ranking, images: int) -> str:
+    """With an image subset: its size, the work saved, and the image vs permutation standard errors."""
+    extra = ranking.extra
+    if "subset" not in extra or "image_stderr" not in extra:
+        return ""
+    image, perm = np.asarray(extra["image_stderr"]), np.asarray(extra["permutation_stderr"])
+    used, full = int(extra.get("image_evaluations", 0)), int(extra.get("full_image_evaluations", 0))
+    top = ranking.order()[:5]
+    units = ", ".join(f"unit {i} {image[i]:.4f} / {perm[i]:.4f}" for i in top)
+    return (f"\n  image subset: {int(extra['subset'])} of {images} images per permutation draw; "
+            f"{used:,} image evaluations of {full:,} on all images ({used / max(1, full):.0%})"
+            f"\n  standard error, mean over units: image {image.mean():.4f}, permutation {perm.mean():.4f}"
+            f"\n  standard error (image / permutation) of the top units: {units}")
 
 
 @command("rank", _rank_args)
@@ -317,7 +399,8 @@ def rank_units(args: argparse.Namespace) -> int:
         train = load_dataset(data.name, "train", args.data_root, args.download, input_shape)
     with progress_bar(f"{args.method} {args.layer}") as progress:
         ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache,
-                       train=train, precision=args.precision, **params)
+                       train=train, precision=args.precision, workers=args.workers,
+                       ray_address=args.ray_address, **params)
     payload = {"dataset": data.name, "split": args.split, "images": len(data), **ranking.to_dict()}
     if args.json:
         with open(args.json, "w") as fh:
@@ -327,10 +410,11 @@ def rank_units(args: argparse.Namespace) -> int:
     rows = "\n".join(f"  {rank_:>3}. unit {i:<4} {ranking.scores[i]:.6g}{error(i)}"
                      for rank_, i in enumerate(order[:20], 1))
     more = f"\n  ... {len(order) - 20} more" if len(order) > 20 else ""
+    where = (f"{ranking.extra['workers']} Ray workers" if _distributed(args) and "workers" in ranking.extra
+             else device_label(next(model.parameters()).device))
     print(f"{ranking.label} of {args.layer} on {len(data)} {data.name} {args.split} images "
-          f"on {device_label(next(model.parameters()).device)} "
-          f"({ranking.seconds:.2f} s{', cached' if ranking.cached else ''}):\n{rows}{more}"
-          + (f"\nwritten to {args.json}" if args.json else ""))
+          f"on {where} ({ranking.seconds:.2f} s{', cached' if ranking.cached else ''}):\n{rows}{more}"
+          + _subset_lines(ranking, len(data)) + (f"\nwritten to {args.json}" if args.json else ""))
     return 0
 
 
@@ -356,6 +440,7 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write curves and summary as JSON here")
     parser.add_argument("--csv", metavar="OUT.csv", default=None, help="write every point as a CSV row here")
     _precision_arg(parser)
+    _workers_args(parser, "the curves (and sampled shapley rankings)")
 
 
 def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[float] | None]:
@@ -391,9 +476,11 @@ def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[floa
 @command("curve", _curve_args)
 def curve(args: argparse.Namespace) -> int:
     """Pruning curves: accuracy after removing the least important units by each method, vs random."""
-    from .curves import (NETWORK_RATES, counts_for_rates, curve_set, network_curves, sensitivity_grid)
+    from .curves import (NETWORK_RATES, counts_for_rates, curve_set, layer_rankings, network_curves,
+                         resolve_methods, sensitivity_grid)
 
     methods, params, rates = _curve_options(args)
+    distributed = _distributed(args)
     _check_precision(args)
     model, data = load(args)
     engine = Engine(model, data, precision=args.precision)
@@ -403,22 +490,35 @@ def curve(args: argparse.Namespace) -> int:
     rank_engine = engine if rank_data is data else Engine(model, rank_data, precision=args.precision)
     if not args.all_layers:
         engine.units(args.layer)  # an unknown layer is one line before any progress bar
-    with progress_bar("curves" if args.all_layers else f"curves {args.layer}") as progress:
-        if args.all_layers:
-            result = network_curves(engine, methods, rates if rates is not None else NETWORK_RATES,
-                                    args.random_seeds, args.direction, params=params, rank_engine=rank_engine,
-                                    progress=progress)
-        else:
-            counts = None if rates is None else counts_for_rates(engine.units(args.layer), rates)
-            result = curve_set(engine, args.layer, methods, args.random_seeds, counts, args.direction, params,
-                               rank_engine, progress)
-    payload = {"dataset": data.name, "split": args.split, "rank_split": args.rank_split, "images": len(data),
-               "precision": args.precision, **result.to_dict()}
-    if args.sensitivity:
-        with progress_bar("sensitivity") as progress:
-            grid = sensitivity_grid(engine, methods, seeds=args.random_seeds, direction=args.direction,
-                                    params=params, rank_engine=rank_engine, progress=progress)
-        payload["sensitivity"] = grid.to_dict()
+    with _Pools(args) as pools:
+        if distributed:  # rank first (sampled shapley on workers of the rank split), then the curves' workers
+            rank_params = {**params, "shapley": {**params.get("shapley", {}), "pool": pools.on(rank_engine)}} \
+                if "shapley" in methods else params
+            with progress_bar("rank") as progress:
+                if args.all_layers:
+                    methods = layer_rankings(engine, methods, None, rank_params, rank_engine, progress)
+                else:
+                    methods = resolve_methods(engine, args.layer, methods, rank_params, rank_engine, progress)
+            params = {}
+        pool = pools.on(engine)
+        with progress_bar("curves" if args.all_layers else f"curves {args.layer}") as progress:
+            if args.all_layers:
+                result = network_curves(engine, methods, rates if rates is not None else NETWORK_RATES,
+                                        args.random_seeds, args.direction, params=params, rank_engine=rank_engine,
+                                        progress=progress, pool=pool)
+            else:
+                counts = None if rates is None else counts_for_rates(engine.units(args.layer), rates)
+                result = curve_set(engine, args.layer, methods, args.random_seeds, counts, args.direction, params,
+                                   rank_engine, progress, pool=pool)
+        payload = {"dataset": data.name, "split": args.split, "rank_split": args.rank_split, "images": len(data),
+                   "precision": args.precision, **result.to_dict()}
+        if pool is not None:
+            payload["workers"] = pool.workers
+        if args.sensitivity:
+            with progress_bar("sensitivity") as progress:
+                grid = sensitivity_grid(engine, methods, seeds=args.random_seeds, direction=args.direction,
+                                        params=params, rank_engine=rank_engine, progress=progress, pool=pool)
+            payload["sensitivity"] = grid.to_dict()
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(payload, fh, indent=2)
@@ -428,7 +528,8 @@ def curve(args: argparse.Namespace) -> int:
     where = "all layers at once" if args.all_layers else f"{args.layer} ({result.units} units)"
     lines = [f"Pruning curves of {where}, {'least' if args.direction == 'least' else 'most'} important first, "
              f"on {len(data)} {data.name} {args.split} images (full model {result.full_accuracy:.4f}); "
-             f"random band: min-max of {args.random_seeds} seeds", table]
+             f"random band: min-max of {args.random_seeds} seeds"
+             + (f"; on {payload['workers']} Ray workers" if "workers" in payload else ""), table]
     if args.sensitivity:
         lines.append("sensitivity (accuracy with one layer pruned; rows: layers, columns: rates):")
         for label in grid.labels:
@@ -468,6 +569,7 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="write the compressed model as a checkpoint here")
     parser.add_argument("--onnx", default=None, help="also export ONNX here (checked with onnxruntime)")
     parser.add_argument("--json", metavar="REPORT.json", default=None, help="write the plan and report here")
+    _workers_args(parser, "the --pr search (and --method shapley's rankings)")
 
 
 @command("compress", _compress_args)
@@ -485,6 +587,8 @@ def compress(args: argparse.Namespace) -> int:
         raise ValueError(f"--{'flops' if args.flops is not None else 'params'} must be in (0, 1] (got {share})")
     if args.samples is not None and args.method != "shapley":
         raise ValueError("--samples applies to --method shapley only")
+    if _distributed(args) and args.pr is None and (args.method != "shapley" or args.cluster_aware):
+        raise ValueError("--workers and --ray-address apply to --pr plans and to --method shapley's rankings")
     recipe = None if args.recipe == "none" else make_recipe(args.recipe, epochs=args.epochs, lr=args.lr,
                                                             batch_size=args.batch_size)
     model = load_model(args.checkpoint, device=args.device)
@@ -499,18 +603,21 @@ def compress(args: argparse.Namespace) -> int:
     if args.method in ("l1", "l2", "taylor", "activation"):
         params.pop("seed", None)
     clusters = None
-    with progress_bar(f"rank {args.method}", "layer") as progress:
-        rankings = plans.layer_rankings(model, val, args.method, engine=engine, progress=progress, **params)
-    if args.cluster_aware:
-        with progress_bar("clusters", "layer") as progress:
-            clusters = plans.layer_clusters(model, val, engine=engine, steps=args.am_steps, progress=progress)
-    if args.plan is not None:
-        plan = plans.plan_from_widths(model, args.plan, rankings, clusters, args.empty_clusters)
-    elif args.pr is not None:
-        plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters)
-    else:
-        plan = plans.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
-                                      clusters, args.empty_clusters)
+    with _Pools(args) as pools:  # one pool on the validation engine serves the rankings and the Pr search
+        if args.method == "shapley" and not args.cluster_aware and pools.on(engine) is not None:
+            params["pool"] = pools.on(engine)
+        with progress_bar(f"rank {args.method}", "layer") as progress:
+            rankings = plans.layer_rankings(model, val, args.method, engine=engine, progress=progress, **params)
+        if args.cluster_aware:
+            with progress_bar("clusters", "layer") as progress:
+                clusters = plans.layer_clusters(model, val, engine=engine, steps=args.am_steps, progress=progress)
+        if args.plan is not None:
+            plan = plans.plan_from_widths(model, args.plan, rankings, clusters, args.empty_clusters)
+        elif args.pr is not None:
+            plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters, pool=pools.on(engine))
+        else:
+            plan = plans.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
+                                          clusters, args.empty_clusters)
     with progress_bar("fine-tune", "it") as progress:
         result = compress_model(model, split["train"], val, plan, recipe, test=split["test"],
                                 progress=lambda i, total, stats: progress(i, total))
