@@ -16,7 +16,7 @@ Nothing is retrained: this is paper A's Fig. 2 and paper B's Figs. 4 and 5.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -648,134 +648,6 @@ def sensitivity_grid(engine: Engine, methods: Sequence[str | Mapping[str, Rankin
     return Sensitivity(labels, layers, rates, accuracy, engine.evaluate().accuracy, seeds, direction)
 
 
-# --- summary ------------------------------------------------------------------------------------------
-
-
-def _area(rates: np.ndarray, accuracy: np.ndarray) -> float:
-    """Mean accuracy over the range of rates covered (area under the curve / width of the range)."""
-    if len(rates) < 2 or rates[-1] == rates[0]:
-        return float(accuracy.mean())
-    order = np.argsort(rates, kind="stable")
-    x, y = rates[order], accuracy[order]
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
-
-
-def _within(rates: np.ndarray, accuracy: np.ndarray, full: float, tolerance: float) -> float:
-    """The largest rate up to which every point stays within ``tolerance`` of the full model's accuracy."""
-    order = np.argsort(rates, kind="stable")
-    best = np.nan
-    for i in order:
-        if accuracy[i] < full - tolerance - 1e-12:
-            break
-        best = rates[i]
-    return float(best)
-
-
-def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
-    """One row per method plus the random mean, a table a reader can quote:
-
-    * ``area``: mean accuracy over the rates covered (area under the curve, rate axis scaled to 1);
-    * ``max rate within 1 pt``: the largest rate before the curve first drops more than ``tolerance``
-      (0.01 = 1 point) below the full model (``units within 1 pt``: how many units that is, for a layer);
-    * ``above band`` / ``below band``: points strictly above the best / below the worst random seed;
-    * ``first above band``: the smallest rate where the curve rises above the random band;
-    * ``vs L1``: points above / below the L1 curve (when L1 is among the curves)."""
-    import pandas as pd
-
-    band = curves.random
-    l1 = next((c for c in curves.curves if c.method == "l1"), None)
-    rows = []
-    for curve in [*curves.curves, None]:
-        rates = band.rates if curve is None else curve.rates
-        accuracy = band.mean if curve is None else curve.accuracy
-        row = {"method": band.label if curve is None else curve.label,
-               "area": _area(rates, accuracy),
-               f"max rate within {tolerance * 100:g} pt": _within(rates, accuracy, curves.full_accuracy, tolerance)}
-        if not curves.whole_network:
-            counts = band.counts if curve is None else curve.counts
-            ok = row[f"max rate within {tolerance * 100:g} pt"]
-            row[f"units within {tolerance * 100:g} pt"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
-        above = accuracy > band.hi + 1e-12
-        below = accuracy < band.lo - 1e-12
-        row["above band"] = f"{int(above.sum())}/{len(accuracy)}" if curve is not None else ""
-        row["below band"] = f"{int(below.sum())}/{len(accuracy)}" if curve is not None else ""
-        row["first above band"] = float(rates[np.argmax(above)]) if curve is not None and above.any() else np.nan
-        if l1 is not None:
-            if curve is None or curve is l1:
-                row["vs L1 (above/below)"] = ""
-            else:
-                row["vs L1 (above/below)"] = (f"{int((curve.accuracy > l1.accuracy + 1e-12).sum())}/"
-                                              f"{int((curve.accuracy < l1.accuracy - 1e-12).sum())}")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# --- plotly figures -----------------------------------------------------------------------------------
-
-MIRROR_SUFFIX = " (most important first)"
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
-
-
-def _hover(curve: Curve, i: int, limit: int = 40) -> str:
-    off = curve.off(i)
-    if curve.masks is not None:
-        return "<br>".join(f"{layer}: {len(units)} off" for layer, units in off.items()) or "none"
-    units = [str(u) for u in curve.removed[i]]  # removal order
-    return (" ".join(units[:limit]) + (f" … (+{len(units) - limit})" if len(units) > limit else "")) or "none"
-
-
-def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str | None = None) -> "go.Figure":
-    """Accuracy vs units removed (a layer) or pruning rate (whole network): one line per method, the
-    random band (min-max over seeds) shaded with its mean dashed; ``mirror`` adds the
-    most-important-first curves dotted. Hover shows the units removed at each point; each point's
-    ``customdata`` is [trace name, point index, units off] (the page uses it to carry a mask to the
-    toggles page; a mirror trace's name ends in MIRROR_SUFFIX)."""
-    import plotly.graph_objects as go
-
-    network = curves.whole_network
-    band = curves.random
-    x_of = (lambda c: c.rates * 100) if network else (lambda c: c.counts)
-    fig = go.Figure()
-    fig.add_scatter(x=x_of(band), y=band.hi * 100, mode="lines", line=dict(width=0), showlegend=False,
-                    hoverinfo="skip", name="random max")
-    fig.add_scatter(x=x_of(band), y=band.lo * 100, mode="lines", line=dict(width=0), fill="tonexty",
-                    fillcolor="rgba(120,120,120,0.25)", name=f"random band (min-max of {len(band.seeds)} seeds)",
-                    hoverinfo="skip")
-    fig.add_scatter(x=x_of(band), y=band.mean * 100, mode="lines", line=dict(color="#666", dash="dash"),
-                    name=band.label, hovertemplate="random mean: %{y:.2f}%<extra></extra>")
-    for number, (group, dash) in enumerate(((curves, None), (mirror, "dot"))):
-        if group is None:
-            continue
-        for i, curve in enumerate(group.curves):
-            suffix = MIRROR_SUFFIX if group.direction == "most" and mirror is not None else ""
-            fig.add_scatter(
-                x=x_of(curve), y=curve.accuracy * 100, mode="lines+markers", name=curve.label + suffix,
-                line=dict(color=COLORS[i % len(COLORS)], dash=dash), marker=dict(size=5),
-                customdata=[[curve.label + suffix, p, _hover(curve, p)] for p in range(len(curve.counts))],
-                hovertemplate=(f"<b>{curve.label}{suffix}</b><br>"
-                               + ("rate %{x:.0f}%" if network else "%{x} removed")
-                               + ": %{y:.2f}%<br>off: %{customdata[2]}<extra></extra>"))
-    fig.add_hline(y=curves.full_accuracy * 100, line=dict(color="#999", width=1, dash="dot"),
-                  annotation_text="full model", annotation_position="bottom left")
-    what = "least important first" if curves.direction == "least" else "most important first"
-    fig.update_layout(
-        title=title or (f"Pruning curves — {curves.layer} ({what}, no retraining)"),
-        xaxis_title="pruning rate of every layer (%)" if network else f"units removed (of {curves.units})",
-        yaxis=dict(title="accuracy (%)", range=[0, 101]), height=440, hovermode="closest",
-        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.18, traceorder="normal"))
-    return fig
-
-
-def sensitivity_figure(sensitivity: Sensitivity, label: str) -> "go.Figure":
-    """Paper B Fig. 4 as a heatmap: layers x pruning rate -> accuracy (%) with only that layer pruned."""
-    import plotly.graph_objects as go
-
-    grid = sensitivity.grid(label) * 100
-    fig = go.Figure(go.Heatmap(
-        z=grid, x=[f"{r * 100:.0f}%" for r in sensitivity.rates], y=sensitivity.layers, zmin=0, zmax=100,
-        colorscale="Viridis", colorbar=dict(title="accuracy %"), text=np.round(grid, 1), texttemplate="%{text}",
-        hovertemplate="%{y} at %{x}: %{z:.2f}%<extra></extra>"))
-    fig.update_layout(title=f"Sensitivity — {label} (one layer pruned at a time)", xaxis_title="pruning rate",
-                      yaxis=dict(title="layer", autorange="reversed"), height=120 + 40 * len(sensitivity.layers),
-                      margin=dict(l=10, r=10, t=50, b=10))
-    return fig
+# the summary table and the figures live in core/curve_plots.py; their names stay importable from here
+from .curve_plots import (COLORS, MIRROR_SUFFIX, _area, _hover, _within, curves_figure,  # noqa: E402,F401
+                          sensitivity_figure, summarize)
