@@ -15,6 +15,7 @@ from __future__ import annotations
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_model, save_checkpoint
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
 from .device import pick_device
+from .distributed import LocalPool, RayPool, WorkerError
 from .engine import BatchResult, Engine, EvalResult, Off
 from .models import LayerInfo, ModelMeta, lenet5, model_totals, prunable_layers, vgg16
 from .prune import prune_model
@@ -45,7 +46,7 @@ def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
 __all__ = ["load_model", "load_checkpoint", "save_checkpoint", "load_dataset", "prunable_layers", "evaluate",
            "Engine", "EvalResult", "BatchResult", "DataSplit", "LayerInfo", "ModelMeta", "CheckpointError",
            "DataError", "DEFAULT_CHECKPOINT", "lenet5", "vgg16", "prune_model", "model_totals",
-           "image_to_tensor", "pick_device",
+           "image_to_tensor", "pick_device", "LocalPool", "RayPool", "WorkerError",
            "am_images", "AMResult", "contact_sheet", "class_contributions", "gamma_figure", "similarity_matrix",
            "cluster_filters", "pruning_selection", "shapley_by_hand", "ShapleyByHand", "Similarity", "Clusters", "sd_figure", "rank", "Ranking"]
 __all__ += ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "random_band", "curve_set",

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, save_checkpoint
 from .data import DATASETS, DataError, load_dataset
+from .distributed import WorkerError
 from .device import DEVICE_HELP, device_label, pick_device
 from .engine import PRECISIONS, Engine, check_precision
 from .models import model_totals, prunable_layers
@@ -646,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
-    except (CheckpointError, DataError, ValueError, OSError, KeyError) as exc:
+    except (CheckpointError, DataError, ValueError, OSError, KeyError, WorkerError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .distributed import LocalPool
 from .engine import Engine
 from .rankings import Ranking
 
@@ -168,8 +169,6 @@ def _masks_task(engine: Engine, layer: str, orders: Sequence[np.ndarray], counts
 def _run(engine: Engine, pool, fn: Callable, arglist: Sequence[tuple], on_result=None) -> list:
     """``fn(engine, *args)`` for every task: on ``pool`` (a ``core.distributed`` pool) or here."""
     if pool is None:
-        from .distributed import LocalPool
-
         pool = LocalPool(engine)
     return pool.map(fn, arglist, on_result)
 

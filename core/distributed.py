@@ -28,6 +28,10 @@ from .data import DataSplit
 from .engine import Engine
 from .models import is_staged
 
+class WorkerError(RuntimeError):
+    """Ray workers could not do the work (did not start, or kept dying); the message says which."""
+
+
 OnResult = Callable[[int, Any], None]  # (task index, its result), in completion order
 START_TIMEOUT = 300.0  # seconds for the workers to load the model
 MAX_REPLACEMENTS = 3  # per worker slot; a worker that keeps dying is a real error, not bad luck
@@ -40,6 +44,7 @@ class LocalPool:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.data_key = engine.data.key
 
     def map(self, fn: Callable, arglist: Sequence[tuple], on_result: OnResult | None = None) -> list:
         results = []
@@ -79,10 +84,10 @@ def model_from_bytes(blob: bytes) -> nn.Module:
 class _EngineWorker:
     """A Ray actor holding one Engine (its model loaded from the object store)."""
 
-    def __init__(self, model_blob: bytes, data: DataSplit, precision: str, device: str):
+    def __init__(self, model_blob: bytes, data: DataSplit, precision: str, batch_size: int, device: str):
         model = model_from_bytes(model_blob).to(device)
         extra = {} if precision == "float32" else {"precision": precision}
-        self.engine = Engine(model, data, **extra)
+        self.engine = Engine(model, data, batch_size=batch_size, **extra)
 
     def run(self, fn: Callable, args: tuple) -> Any:
         return fn(self.engine, *args)
@@ -145,12 +150,15 @@ class RayPool:
         self._model = ray.put(model_bytes(engine.model))
         self._data = ray.put(engine.data)
         self._precision = getattr(engine, "precision", "float32")
+        self._batch_size = engine.batch_size
+        self.data_key = engine.data.key  # what the workers evaluate on (rank() checks it against its engine)
         self.actors = [self._start() for _ in range(self.workers)]
         self.replaced = 0  # workers replaced after dying (tests and the benchmark read it)
         self.round_seconds: list[float] = []  # wall time of each map call
 
     def _start(self):
-        return self._actor_class.remote(self._model, self._data, self._precision, "cuda" if self.gpus else "cpu")
+        return self._actor_class.remote(self._model, self._data, self._precision, self._batch_size,
+                                        "cuda" if self.gpus else "cpu")
 
     def ready(self, timeout: float = START_TIMEOUT) -> "RayPool":
         """Wait until every worker has loaded its model (so timings measure work, not start-up)."""
@@ -159,7 +167,7 @@ class RayPool:
         try:
             self._ray.get([actor.pid.remote() for actor in self.actors], timeout=timeout)
         except GetTimeoutError:
-            raise RuntimeError(f"the Ray workers did not start within {timeout:.0f} s; is the cluster busy?") from None
+            raise WorkerError(f"the Ray workers did not start within {timeout:.0f} s; is the cluster busy?") from None
         return self
 
     def map(self, fn: Callable, arglist: Sequence[tuple], on_result: OnResult | None = None) -> list:
@@ -183,7 +191,7 @@ class RayPool:
                 if self.actors[slot] is actor:  # first news of this death: start a fresh worker
                     failures[slot] += 1
                     if failures[slot] > MAX_REPLACEMENTS:
-                        raise RuntimeError(f"Ray worker {slot} died {failures[slot]} times; giving up") from None
+                        raise WorkerError(f"Ray worker {slot} died {failures[slot]} times; giving up") from None
                     self.actors[slot] = self._start()
                     self.replaced += 1
                 pending[self.actors[slot].run.remote(fn, arglist[j])] = (j, slot, self.actors[slot])
@@ -197,6 +205,7 @@ class RayPool:
         for actor in self.actors:
             self._ray.kill(actor)
         self.actors = []
+        self._model = self._data = None  # the object store frees its copies once no reference is left
 
     def __enter__(self):
         return self
@@ -212,4 +221,4 @@ def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | N
     return RayPool(engine, workers, ray_address)
 
 
-__all__ = ["LocalPool", "RayPool", "engine_pool", "model_bytes", "model_from_bytes", "ray_init"]
+__all__ = ["LocalPool", "RayPool", "WorkerError", "engine_pool", "model_bytes", "model_from_bytes", "ray_init"]

@@ -23,7 +23,7 @@ from ui.rankings import chosen_method
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
 DIGITS_SHAPE = (1, 28, 28)
-USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError)
+USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from ..cache import cached
 from ..data import DataSplit
+from ..distributed import engine_pool
 from ..engine import Engine
 from . import activation, magnitude, random, shapley, switches, taylor
 
@@ -123,18 +125,18 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     distributed = pool is not None or workers is not None or bool(ray_address)
     if distributed and not (method == "shapley" and params["estimator"] == "sampled"):
         raise ValueError("Ray workers run sampled Shapley only (estimator='sampled'); the other methods run here")
+    if pool is not None and getattr(pool, "data_key", data.key) != data.key:
+        raise ValueError(f"the pool's workers evaluate on {pool.data_key}, not on {data.key}: make the pool "
+                         f"from an engine on this data")
+    ran_on: dict[str, int] = {}  # Ray workers of this call's computation (not stored in the cache)
 
     def compute():
         start = time.perf_counter()
         if distributed:
-            from contextlib import nullcontext
-
-            from ..distributed import engine_pool
-
             # a pool passed in stays open for the caller; one made here is closed here
             with nullcontext(pool) if pool is not None else engine_pool(engine, workers, ray_address) as run_on:
                 scores, stderr, extra = module.compute(engine, layer, progress, pool=run_on, **params, **kwargs)
-                extra["workers"] = run_on.workers
+                ran_on["workers"] = run_on.workers
         else:
             scores, stderr, extra = module.compute(engine, layer, progress, **params, **kwargs)
         arrays = {"scores": np.asarray(scores, dtype=np.float64)}
@@ -164,6 +166,7 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
         hit = {"hit": False}
     extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
     extra.update(meta.get("extra", {}))
+    extra.update(ran_on)
     extra["precision"] = engine.precision
     label = module.label(params) + ("" if engine.precision == "float32" else f" [{engine.precision}]")
     return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
