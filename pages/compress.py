@@ -12,7 +12,7 @@ from core.rankings import Ranking
 from ui.jobs import Job, get_job, start_job
 from ui.rankings import known_rankings
 from ui.explain import explain
-from ui.state import Selection, friendly_errors, selection
+from ui.state import Selection, friendly_errors, ray_pool, selection
 
 METHODS = {"L1 norm": "l1", "Shapley (sampled, 20 permutations)": "shapley", "Importance switches": "switches",
            "L2 norm": "l2", "Taylor (paper B Eq. 7)": "taylor", "Mean activation": "activation", "Random": "random"}
@@ -64,7 +64,8 @@ def make_plan(rule: str, value, rankings, clusters, empty: bool) -> core.Plan:
         if rule == RULES[0]:
             store[key] = core.plan_from_widths(chosen.model, value, rankings, clusters, empty)
         elif rule == RULES[1]:
-            store[key] = core.plan_from_pr(chosen.engine("val"), rankings, value, clusters, empty)
+            with ray_pool(chosen.engine("val")) as pool:
+                store[key] = core.plan_from_pr(chosen.engine("val"), rankings, value, clusters, empty, pool=pool)
         else:
             kind = "flops" if rule == RULES[2] else "params"
             store[key] = core.plan_from_budget(chosen.model, rankings, value, kind, clusters, empty)

@@ -10,7 +10,7 @@ from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_
 from core.rankings import METHODS, method_params, rank
 from ui.rankings import known_rankings, remember_ranking
 from ui.explain import explain
-from ui.state import friendly_errors, selection
+from ui.state import friendly_errors, ray_pool, selection
 
 # computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
 ON_DEMAND = [("shapley", {"samples": 50}), ("switches", {}), ("l2", {}), ("taylor", {}), ("activation", {})]
@@ -75,6 +75,12 @@ def per_layer_methods(entries: list) -> list:
     return [as_method_spec(e) for e in entries]
 
 
+def on_cluster(evaluate, engine, *args, **kwargs):
+    """``evaluate(engine, ...)`` with its engine calls on the Ray cluster in RAY_ADDRESS when there is one."""
+    with ray_pool(engine) as pool:
+        return evaluate(engine, *args, pool=pool, **kwargs)
+
+
 def across_layers(kind: str, evaluate, what: str, engine, entries: list, seeds: int, direction: str):
     """(memo key, compute) of a result over every layer (whole-network curves or the sensitivity grid): each
     ranking's method and parameters applied to every layer, then ``evaluate``d, with a progress bar."""
@@ -85,7 +91,8 @@ def across_layers(kind: str, evaluate, what: str, engine, entries: list, seeds: 
     def compute():
         bar = st.progress(0.0, text="ranking every layer…")
         per_layer = rankings_by_layer(specs, bar)
-        result = evaluate(engine, per_layer, seeds=seeds, direction=direction, progress=progress_callback(bar, what))
+        result = on_cluster(evaluate, engine, per_layer, seeds=seeds, direction=direction,
+                            progress=progress_callback(bar, what))
         bar.empty()
         return result
     return key, compute
@@ -158,13 +165,13 @@ with friendly_errors():
     else:
         key = ("layer", chosen.model_key, engine.data.key, scope,
                tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
-        result = memo(key, lambda: curve_set(engine, scope, entries, seeds=seeds, direction=direction))
+        result = memo(key, lambda: on_cluster(curve_set, engine, scope, entries, seeds=seeds, direction=direction))
 
     mirror = None
     if scope != ALL_LAYERS and direction == "least" and st.checkbox(
             "Overlay the mirror curves (most important removed first, dotted)", key="curves_mirror"):
         mirror = memo(key[:-1] + ("most",),
-                      lambda: curve_set(engine, scope, entries, seeds=seeds, direction="most"))
+                      lambda: on_cluster(curve_set, engine, scope, entries, seeds=seeds, direction="most"))
     event = st.plotly_chart(curves_figure(result, mirror), width="stretch", key="curves_chart", on_select="rerun",
                             selection_mode="points")
     st.markdown("**Summary** — area: mean accuracy over the removal range (higher = the ranking keeps more); "

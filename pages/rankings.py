@@ -1,6 +1,4 @@
 """Rankings: which units of the selected layer matter, by Shapley values, switches and baselines."""
-import os
-
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
@@ -11,7 +9,7 @@ from core.rankings.shapley import EXACT_LIMIT
 from core.rankings.switches import DEFAULTS as SWITCH_DEFAULTS
 from ui.rankings import known_rankings, remember_ranking
 from ui.explain import explain
-from ui.state import friendly_errors, selection
+from ui.state import friendly_errors, ray_address, selection
 
 INTERACTIVE_EXACT = 12  # 2^12 coalitions: seconds; bigger layers use sampling in the app
 METHODS = {"Shapley": "shapley", "Importance switches": "switches", "L1 norm": "l1", "L2 norm": "l2",
@@ -80,10 +78,10 @@ with friendly_errors():
     if "Random" in picked:
         params["Random"] = {"seed": st.number_input("Random seed", 0, 10_000, 0, key="random_seed")}
 
-    ray_address = os.environ.get("RAY_ADDRESS")
-    on_ray = bool(ray_address) and params.get("Shapley", {}).get("estimator") == "sampled"
+    address = ray_address()
+    on_ray = bool(address) and params.get("Shapley", {}).get("estimator") == "sampled"
     if on_ray:
-        st.caption(f"Sampled Shapley runs on the Ray cluster at {ray_address} (RAY_ADDRESS), one worker per CPU "
+        st.caption(f"Sampled Shapley runs on the Ray cluster at {address} (RAY_ADDRESS), one worker per CPU "
                    "(or GPU); the result is the same as a run here with the same seed.")
     if st.button("Compute rankings", type="primary", disabled=not picked):
         bar = st.progress(0.0, text="starting…")
@@ -95,7 +93,7 @@ with friendly_errors():
                 bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
             ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=progress,
                            engine=engine, train=train if name == "Importance switches" else None,
-                           ray_address=ray_address if on_ray and name == "Shapley" else None,
+                           ray_address=address if on_ray and name == "Shapley" else None,
                            **params.get(name, {}))
             remember_ranking(chosen, ranking)
         bar.progress(1.0, text="done")

@@ -143,5 +143,7 @@ def test_rankings_page_runs_sampled_shapley_on_the_ray_cluster_in_ray_address(mo
         bar = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
         local = core.rank(model, digits_val, "conv1", "shapley", samples=30, seed=977, cache=False)
         assert bar["data"][0]["x"] == [f"unit {i}" for i in local.order()]
+        curves = open_page("pages/curves.py", layer="conv1")  # its engine calls go to the same cluster
+        assert len(charts(curves)) >= 1 and not curves.warning
     finally:
         ray.shutdown()

@@ -6,8 +6,9 @@ sessions, so nothing here (or in a page) may modify them: masks are per-session 
 from __future__ import annotations
 
 import hashlib
+import os
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,18 @@ from ui.rankings import chosen_method
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
 DIGITS_SHAPE = (1, 28, 28)
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
+
+
+def ray_address() -> str | None:
+    """The Ray cluster the app's long computations run on: $RAY_ADDRESS, when it is set."""
+    return os.environ.get("RAY_ADDRESS") or None
+
+
+def ray_pool(engine: core.Engine):
+    """A context giving a RayPool on the cluster in RAY_ADDRESS (closed on leaving), or None without one.
+    Results are the same either way; only where the engine calls run changes."""
+    address = ray_address()
+    return core.RayPool(engine, None, address) if address else nullcontext(None)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
