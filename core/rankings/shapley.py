@@ -19,7 +19,9 @@ batches of coalitions. Estimators:
   truncation (TMC: ``truncation=tol`` stops walking a permutation once the running coalition is
   within tol of v(all); its remaining marginals are 0 — biased, cheaper), and an optional early
   stop once the top_k units are separated by simultaneous (Bonferroni) confidence bounds
-  (cf. Neuron Shapley's bandit).
+  (cf. Neuron Shapley's bandit), an optional image subset per draw (``subset``: fewer image
+  evaluations, the extra error reported), and its tasks run here or on Ray workers (``pool``,
+  core/distributed.py) with the same result.
 """
 from __future__ import annotations
 
