@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/bench_scale.py [--cpus 2] [--threads 2] [--conv13-images 2000]
         [--conv13-pairs 4] [--conv10-images 100] [--conv10-pairs 2] [--val 4000] [--device cpu]
+        [--precision float32] [--skip conv13 conv10 subset]
+
+About 14 minutes on a quiet 2-core CPU with the defaults. On a GPU machine, e.g.
+``--device cuda --precision bfloat16 --conv10-images 2000 --cpus 16``: the local run and the VGG
+data use the GPU; a Ray worker gets a GPU only when the local Ray has one per worker (RayPool's rule),
+so with one GPU the 1-worker row runs on it and the 2-worker row on CPUs (marked "(GPU)" when on a GPU).
 
 Measured side by side in one run (the machine is noisy: compare ratios within one run):
 
@@ -94,8 +100,9 @@ def random_vgg(images: torch.Tensor) -> nn.Module:
 
 
 def labelled(net: nn.Module, images: torch.Tensor, name: str) -> DataSplit:
+    device = next(net.parameters()).device
     with torch.no_grad():  # the network's own predictions: masks then move the accuracy
-        labels = torch.cat([net(images[lo:lo + 250]).argmax(1) for lo in range(0, len(images), 250)])
+        labels = torch.cat([net(images[lo:lo + 250].to(device)).argmax(1).cpu() for lo in range(0, len(images), 250)])
     return DataSplit(name, f"{len(images)}", images, labels, CLASSES)
 
 
@@ -120,7 +127,7 @@ def shapley(model, data, engine, layer, pairs, pool=None):
 def ray_case(title, model, data, layer, pairs, args, rows, overhead=None):
     from core.distributed import RayPool
 
-    engine = core.Engine(model, data)
+    engine = core.Engine(model, data, precision=args.precision)
     warm_task(engine, layer)  # the driver evaluates v(none), v(all) itself: warm it too
     local = shapley(model, data, engine, layer, pairs)
     n_images, evals = len(data), local.extra["evaluations"]
@@ -218,8 +225,8 @@ def subset_case(args) -> None:
             if first is None and overlap >= 9:
                 first = (perms, image_evals, r.seconds, size)
         firsts.append((name, first))
-    print(f"  (image se / perm se: mean over units of the image-sampling and permutation parts of the "
-          f"standard error; all images: no image part)")
+    print("  (image se / perm se: mean over units of the image-sampling and permutation parts of the "
+          "standard error; all images: no image part)")
     print(f"\n  first permutation count reaching >= 9/10 of the reference top-10 (counts {args.perms}):")
     base = firsts[0][1]
     for name, first in firsts:
@@ -237,6 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the local run and the "
                         "VGG data; Ray workers use a GPU each when the cluster has one per worker)")
+    parser.add_argument("--precision", default="float32", help="the VGG runs' engine precision (bfloat16 on a GPU)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the local (no Ray) run")
     parser.add_argument("--conv13-images", type=int, default=2000)
@@ -256,7 +264,8 @@ def main() -> None:
     device = pick_device(args.device)
     begin = time.perf_counter()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, local run: {args.threads} torch threads, "
-          f"{device_label(device)}; load average at start {os.getloadavg()[0]:.2f}")
+          f"VGG on {device_label(device)} ({args.precision}), LeNet on CPU; "
+          f"load average at start {os.getloadavg()[0]:.2f}")
     rows: list[dict] = []
     overhead: dict = {}
     speedups = {}
@@ -276,7 +285,7 @@ def main() -> None:
                   f"of the images (train-mode forward, momentum=None); data: {source}, labelled by the "
                   f"network's own predictions. Timing only: these rankings are noise.")
             for layer, count, pairs in cases:
-                data = labelled(net, images[:count].to(device), source)
+                data = labelled(net, images[:count], source)
                 speedups[layer] = ray_case("VGG-16 (random weights)", net, data, layer, pairs, args, rows,
                                            overhead if layer == cases[0][0] else None)
         finally:
