@@ -6,8 +6,8 @@
 
 About 14 minutes on a quiet 2-core CPU with the defaults. On a GPU machine, e.g.
 ``--device cuda --precision bfloat16 --conv10-images 2000 --cpus 16``: the local run and the VGG
-data use the GPU; a Ray worker gets a GPU only when the local Ray has one per worker (RayPool's rule),
-so with one GPU the 1-worker row runs on it and the 2-worker row on CPUs (marked "(GPU)" when on a GPU).
+data use the GPU, and so do the Ray workers (RayPool runs them where the engine runs; 2 workers on
+one GPU share it, half each; rows are marked "(GPU)").
 
 Measured side by side in one run (the machine is noisy: compare ratios within one run):
 
@@ -146,7 +146,7 @@ def ray_case(title, model, data, layer, pairs, args, rows, overhead=None):
                 overhead.update(ray_overhead(pool, layer, args.rounds, args.round_tasks))
         finally:
             pool.close()
-        results.append((f"Ray, {workers} worker{'s' * (workers > 1)}" + (" (GPU)" if pool.gpus else ""),
+        results.append((f"Ray, {workers} worker{'s' * (workers > 1)}" + (" (GPU)" if pool.device == "cuda" else ""),
                         workers, started, warmed, ranking, max(threads)))
     print(f"\n{title}, {layer} (512 units), {n_images} images, {2 * pairs} permutations "
           f"({pairs} antithetic pairs = {pairs} tasks), {evals:,} coalitions, seed 0")
@@ -243,7 +243,7 @@ def subset_case(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the local run and the "
-                        "VGG data; Ray workers use a GPU each when the cluster has one per worker)")
+                        "VGG data; the Ray workers run there too)")
     parser.add_argument("--precision", default="float32", help="the VGG runs' engine precision (bfloat16 on a GPU)")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the local (no Ray) run")

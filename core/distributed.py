@@ -114,13 +114,13 @@ def ray_init(address: str | None = None, num_cpus: int | None = None):
     return ray
 
 
-def _wait_until_free(ray, resource: str, needed: int, seconds: float = 20.0) -> None:
+def _wait_until_free(ray, resource: str, needed: float, seconds: float = 20.0) -> None:
     """A worker Ray cannot place would wait forever: wait a little (a pool just closed frees its CPUs
     a moment later), then refuse, saying what is busy."""
     deadline = time.monotonic() + seconds
-    while (free := int(ray.available_resources().get(resource, 0))) < needed:
+    while (free := ray.available_resources().get(resource, 0)) < needed - 1e-9:
         if time.monotonic() > deadline:
-            raise ValueError(f"only {free} of the Ray cluster's {resource}s are free ({needed} needed): "
+            raise ValueError(f"only {free:g} of the Ray cluster's {resource}s are free ({needed:g} needed): "
                              f"other work (another pool?) holds the rest; close it or ask for fewer workers")
         time.sleep(0.2)
 
@@ -128,25 +128,38 @@ def _wait_until_free(ray, resource: str, needed: int, seconds: float = 20.0) -> 
 class RayPool:
     """Runs tasks on ``workers`` Ray actors, each with its own copy of the engine's model and data.
 
-    ``workers``: how many actors (default: one per CPU of the cluster, or one per GPU when the
-    cluster has GPUs). Each actor takes 1 CPU, or 1 GPU where the cluster has a GPU per worker
-    (its engine then runs on CUDA). ``address``: a Ray cluster ("ray://host:10001", "auto"); by
-    default $RAY_ADDRESS, else a local Ray."""
+    ``device``: where the workers' engines run, "cpu" or "cuda" (default: where ``engine`` runs, so
+    the numbers match a local run). A CPU worker takes 1 CPU; CUDA workers share the cluster's GPUs
+    (1 GPU each when there are enough, else an equal fraction: 2 workers on 1 GPU take half each).
+    ``workers``: how many actors (default: one per CPU, or per GPU for "cuda").
+    ``address``: a Ray cluster ("ray://host:10001", "auto"); by default $RAY_ADDRESS, else a local Ray."""
 
-    def __init__(self, engine: Engine, workers: int | None = None, address: str | None = None):
+    def __init__(self, engine: Engine, workers: int | None = None, address: str | None = None,
+                 device: str | None = None):
         if workers is not None and int(workers) < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        device = device or engine.device.type
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"Ray workers run on 'cpu' or 'cuda', not {device!r}")
         ray = ray_init(address)
         resources = ray.cluster_resources()
         cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
-        self.workers = int(workers) if workers is not None else (gpus or cpus or 1)
-        self.gpus = 1 if gpus >= self.workers else 0
-        if not self.gpus and cpus < self.workers:
-            raise ValueError(f"the Ray cluster has {cpus} CPUs and {gpus} GPUs: ask for at most "
-                             f"{max(cpus, gpus)} workers, not {self.workers}")
-        _wait_until_free(ray, "GPU" if self.gpus else "CPU", self.workers)
+        if device == "cuda":
+            if not gpus:
+                raise ValueError("device='cuda' but the Ray cluster has no GPU; use device='cpu'")
+            self.workers = int(workers) if workers is not None else gpus
+            share = min(1.0, gpus / self.workers)
+            need = {"num_cpus": 0, "num_gpus": share}
+            _wait_until_free(ray, "GPU", share * self.workers)
+        else:
+            self.workers = int(workers) if workers is not None else (cpus or 1)
+            if cpus < self.workers:
+                raise ValueError(f"the Ray cluster has {cpus} CPUs: ask for at most {cpus} workers, not {self.workers}")
+            need = {"num_cpus": 1, "num_gpus": 0}
+            _wait_until_free(ray, "CPU", self.workers)
+        self.device = device
         self._ray = ray
-        self._actor_class = ray.remote(num_cpus=0 if self.gpus else 1, num_gpus=self.gpus)(_EngineWorker)
+        self._actor_class = ray.remote(**need)(_EngineWorker)
         self._model = ray.put(model_bytes(engine.model))
         self._data = ray.put(engine.data)
         self._precision = getattr(engine, "precision", "float32")
@@ -157,8 +170,7 @@ class RayPool:
         self.round_seconds: list[float] = []  # wall time of each map call
 
     def _start(self):
-        return self._actor_class.remote(self._model, self._data, self._precision, self._batch_size,
-                                        "cuda" if self.gpus else "cpu")
+        return self._actor_class.remote(self._model, self._data, self._precision, self._batch_size, self.device)
 
     def ready(self, timeout: float = START_TIMEOUT) -> "RayPool":
         """Wait until every worker has loaded its model (so timings measure work, not start-up)."""
@@ -215,6 +227,7 @@ class RayPool:
 
 
 def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | None = None) -> LocalPool | RayPool:
+    # the workers run where the engine runs (RayPool's default), so a Ray run matches a local one
     """A RayPool when workers or an address are given, else a LocalPool on ``engine``."""
     if workers is None and not ray_address:
         return LocalPool(engine)

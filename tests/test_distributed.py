@@ -91,10 +91,14 @@ def test_a_task_error_reaches_the_caller_as_itself(pool):
 
 def test_impossible_requests_are_refused_clearly(pool, model, digits_val):
     engine = core.Engine(model, digits_val)
-    with pytest.raises(ValueError, match="at most 2 workers"):
+    with pytest.raises(ValueError, match="has 2 CPUs: ask for at most 2 workers"):
         RayPool(engine, workers=3)
     with pytest.raises(ValueError, match="only 0 of the Ray cluster's CPUs are free"):  # the shared pool holds both
         _wait_until_free(ray, "CPU", 1, seconds=0.3)
+    with pytest.raises(ValueError, match="has no GPU"):
+        RayPool(engine, workers=1, device="cuda")
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        RayPool(engine, workers=1, device="tpu")
     with pytest.raises(ValueError, match="at least 1"):
         RayPool(engine, workers=0)
     with pytest.raises(ValueError, match="sampled Shapley only"):
