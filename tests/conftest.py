@@ -57,3 +57,14 @@ def digits_val():
 @pytest.fixture(scope="session")
 def digits_test():
     return core.load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs for the module's tests (issue 12: keep it small), always shut down at its end."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

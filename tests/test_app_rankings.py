@@ -125,25 +125,21 @@ def test_rankings_page_evaluates_coalitions_on_an_image_subset_and_says_what_it_
     assert f"instead of {expected.extra['full_image_evaluations']:,}" in captions
 
 
-def test_rankings_page_runs_sampled_shapley_on_the_ray_cluster_in_ray_address(model, digits_val, monkeypatch):
-    ray = __import__("pytest").importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        monkeypatch.setenv("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
-        at = open_page("pages/rankings.py", layer="conv1")
-        at.multiselect[0].set_value(["Shapley"]).run()
-        assert "runs on the Ray cluster at" in " ".join(c.value for c in at.caption)
-        next(s for s in at.slider if s.label == "Permutations").set_value(30)
-        at.number_input(key="shapley_seed").set_value(977)  # a seed no other test uses: never a cache hit
-        at.button[0].click()
-        at.run()
-        assert not at.exception, at.exception
-        assert not at.error, [e.value for e in at.error]
-        assert "computed on 2 Ray workers" in " ".join(c.value for c in at.caption)
-        bar = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
-        local = core.rank(model, digits_val, "conv1", "shapley", samples=30, seed=977, cache=False)
-        assert bar["data"][0]["x"] == [f"unit {i}" for i in local.order()]
-        curves = open_page("pages/curves.py", layer="conv1")  # its engine calls go to the same cluster
-        assert len(charts(curves)) >= 1 and not curves.warning
-    finally:
-        ray.shutdown()
+def test_rankings_page_runs_sampled_shapley_on_the_ray_cluster_in_ray_address(model, digits_val, monkeypatch,
+                                                                           local_ray):
+    monkeypatch.setenv("RAY_ADDRESS", local_ray.get_runtime_context().gcs_address)
+    at = open_page("pages/rankings.py", layer="conv1")
+    at.multiselect[0].set_value(["Shapley"]).run()
+    assert "runs on the Ray cluster at" in " ".join(c.value for c in at.caption)
+    next(s for s in at.slider if s.label == "Permutations").set_value(30)
+    at.number_input(key="shapley_seed").set_value(977)  # a seed no other test uses: never a cache hit
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "computed on 2 Ray workers" in " ".join(c.value for c in at.caption)
+    bar = next(c for c in charts(at) if c["layout"]["title"]["text"].startswith("Shapley"))
+    local = core.rank(model, digits_val, "conv1", "shapley", samples=30, seed=977, cache=False)
+    assert bar["data"][0]["x"] == [f"unit {i}" for i in local.order()]
+    curves = open_page("pages/curves.py", layer="conv1")  # its engine calls go to the same cluster
+    assert len(charts(curves)) >= 1 and not curves.warning

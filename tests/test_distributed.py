@@ -17,15 +17,6 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def pool(local_ray, model, digits_val):
     with RayPool(core.Engine(model, digits_val), workers=2) as pool:
         yield pool.ready()

@@ -5,15 +5,13 @@ accuracy is), whose full-data Shapley values are known exactly. The reported err
 checked against the truth at their stated rate."""
 from __future__ import annotations
 
-from itertools import combinations
-from math import factorial
-
 import numpy as np
 import pytest
 from scipy.stats import t as t_dist
 
 from core.rankings import rank
 from core.rankings.shapley import IMAGE_ERROR_RATIO, sampled, subset_size
+from tests.test_faithful import brute_force_shapley
 
 UNITS, IMAGES = 6, 400
 
@@ -33,21 +31,10 @@ def image_game(seed: int = 0):
     return value, image_value
 
 
-def exact_shapley(value, n):
-    coalitions = [frozenset(c) for s in range(n + 1) for c in combinations(range(n), s)]
-    keep = np.array([[1.0 if i in c else 0.0 for i in range(n)] for c in coalitions])
-    v = dict(zip(coalitions, value(keep)))
-    sv = np.zeros(n)
-    for c in coalitions:
-        for i in set(range(n)) - c:
-            sv[i] += factorial(len(c)) * factorial(n - len(c) - 1) / factorial(n) * (v[c | {i}] - v[c])
-    return sv
-
-
 @pytest.fixture(scope="module")
 def game():
     value, image_value = image_game()
-    return value, image_value, exact_shapley(value, UNITS)
+    return value, image_value, brute_force_shapley(value, UNITS)
 
 
 def run(game, seed, subset, samples=40, image_seed=None):
