@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import threading
 import warnings
 import weakref
@@ -93,6 +94,22 @@ def _model_lock(model: nn.Module) -> threading.Lock:
         return lock
 
 
+def _in_eval_mode(method):
+    """Run an Engine method with the model's modules in eval mode (BatchNorm statistics, no dropout), then
+    put back the modes found: a notebook user's model in train mode stays in train mode."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        training = [m for m in self.model.modules() if m.training]
+        for module in training:
+            module.training = False
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            for module in training:
+                module.training = True
+    return run
+
+
 def keep_vector(units: int, off: Iterable[int], device: torch.device | str = "cpu") -> torch.Tensor:
     """1 for units that stay on, 0 for units turned off."""
     keep = torch.ones(units, device=device)
@@ -147,7 +164,7 @@ class Engine:
 
     def __init__(self, model: nn.Module, data: DataSplit, batch_size: int = 1024, precision: str = "float32"):
         check_compatible(model, data)
-        self.model = model.eval()
+        self.model = model  # left in the mode it is in: every pass here runs in eval mode (_in_eval_mode)
         self.data = data
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
@@ -179,6 +196,7 @@ class Engine:
         return masks
 
     @torch.no_grad()
+    @_in_eval_mode
     def logits(self, off: Off | None = None) -> torch.Tensor:
         """Logits of the masked network for every image of the split."""
         masks = self.keep_masks(off)
@@ -210,6 +228,7 @@ class Engine:
                           predicted.cpu().numpy(), len(labels))
 
     @torch.no_grad()
+    @_in_eval_mode
     def evaluate_masks(self, layer: str, keep: torch.Tensor | np.ndarray, images: np.ndarray | None = None,
                        per_image: bool = False) -> BatchResult:
         """Accuracy and loss for K keep vectors of one layer, shape (K, units), 1 = on.
@@ -302,6 +321,7 @@ class Engine:
             yield slice(lo, min(n, lo + size))
 
     @torch.no_grad()  # the cache must hold values, not an autograd graph into the shared weights
+    @_in_eval_mode
     def _compute_prefix(self, layer: str) -> torch.Tensor:
         if not self.staged:
             raise ValueError("the prefix cache needs one of our staged models (lenet5, vgg16)")

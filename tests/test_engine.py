@@ -330,3 +330,20 @@ def test_torchvision_masks_zero_the_channel_after_batchnorm(resnet, layer, consu
     np.testing.assert_allclose(batched.loss, [r.loss for r in one], rtol=1e-6)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     assert no_hooks(net)
+
+
+def test_engine_evaluates_in_eval_mode_and_leaves_a_train_mode_model_as_it_was(bn_vgg):
+    """A notebook user's model in train mode (BatchNorm batch statistics) is evaluated as in eval mode and
+    is still in train mode afterwards, with its running statistics untouched."""
+    net, data = bn_vgg
+    expected = Engine(net, data).evaluate_masks("conv5", np.eye(net.conv5[0].out_channels)[:3])
+    training = copy.deepcopy(net).train()
+    training.conv3.eval()  # a module the user froze stays frozen
+    stats = {k: v.clone() for k, v in training.state_dict().items()}
+    engine = Engine(training, data)
+    got = engine.evaluate_masks("conv5", np.eye(net.conv5[0].out_channels)[:3])
+    np.testing.assert_allclose(got.accuracy, expected.accuracy)
+    np.testing.assert_allclose(got.loss, expected.loss, rtol=1e-9)
+    assert engine.evaluate().accuracy == Engine(net, data).evaluate().accuracy
+    assert training.training and not training.conv3.training and training.conv5.training
+    assert all(torch.equal(v, stats[k]) for k, v in training.state_dict().items())
