@@ -28,6 +28,7 @@ from .data import DataSplit
 from .engine import Engine
 from .models import is_staged
 
+
 class WorkerError(RuntimeError):
     """Ray workers could not do the work (did not start, or kept dying); the message says which."""
 
