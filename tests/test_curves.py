@@ -8,6 +8,18 @@ import core
 from core.curves import layer_curve
 
 
+def record_mask_calls(monkeypatch) -> list[tuple]:
+    """From now on, the shape of every keep matrix given to Engine.evaluate_masks (one entry per engine call)."""
+    calls = []
+    original = core.Engine.evaluate_masks
+
+    def spy(self, layer, keep):
+        calls.append(np.asarray(keep).shape)
+        return original(self, layer, keep)
+    monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def engine(model, digits_val):
     return core.Engine(model, digits_val)
@@ -37,13 +49,7 @@ def test_layer_curve_points_equal_engine_evaluate(engine, l1, layer, direction):
 
 
 def test_layer_curve_is_one_batched_call(engine, l1, monkeypatch):
-    calls = []
-    original = core.Engine.evaluate_masks
-
-    def spy(self, layer, keep):
-        calls.append(np.asarray(keep).shape)
-        return original(self, layer, keep)
-    monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
+    calls = record_mask_calls(monkeypatch)
     layer_curve(engine, "conv2", l1["conv2"])
     assert calls == [(21, 20)]
 
@@ -98,15 +104,9 @@ def test_random_band_uses_distinct_seeded_orders_each_equal_to_the_random_rankin
 
 
 def test_curve_set_stacks_every_method_and_seed_into_one_engine_call(engine, l1, monkeypatch):
-    calls = []
-    original = core.Engine.evaluate_masks
-
-    def spy(self, layer, keep):
-        calls.append(np.asarray(keep).shape)
-        return original(self, layer, keep)
     scores = np.linspace(0, 1, 20)
     taylor = core.rank(engine.model, engine.data, "conv2", "taylor", engine=engine)  # computed before the spy
-    monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
+    calls = record_mask_calls(monkeypatch)
     result = curve_set(engine, "conv2", [l1["conv2"], taylor, scores, "l1"], seeds=5)
     assert calls == [((3 + 5) * 21 + 1, 20)]  # + the unmasked network; L1 given twice (Ranking, name) counts once
     assert [c.label for c in result.curves] == ["L1 norm", "Taylor (grad x act)", "scores"]
@@ -272,17 +272,11 @@ def test_cli_curve_errors_are_one_line(args, message, capsys):
 
 
 def test_many_curves_are_stacked_in_whole_curves_per_call(engine, l1, monkeypatch):
-    calls = []
-    original = core.Engine.evaluate_masks
-
-    def spy(self, layer, keep):
-        calls.append(np.asarray(keep).shape)
-        return original(self, layer, keep)
-    monkeypatch.setattr(core.Engine, "evaluate_masks", spy)
+    calls = record_mask_calls(monkeypatch)
     every = np.arange(101)
     result = curve_set(engine, "fc1", [l1["fc1"]], seeds=5, counts=every)  # 6 curves x 101 points: 2 per call
     assert calls == [(203, 100), (202, 100), (202, 100)]
-    monkeypatch.setattr(core.Engine, "evaluate_masks", original)
+    monkeypatch.undo()
     for curve in (result.curves[0], result.random.curve(1), result.random.curve(4)):  # across the call boundaries
         for i in (0, 37, 99):
             assert curve.accuracy[i] == pytest.approx(engine.evaluate(curve.off(i)).accuracy, abs=1e-9)
