@@ -266,16 +266,16 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
         per_task = max(1, 256 // (group * max(1, units - 1)))  # draws per engine call
     else:
         per_task = max(1, 32 // group)
-    per_round = max(ROUND_DRAWS, 4 * per_task) if top_k is not None else draws_total
-    size = None if subset in (None, "auto") else min(int(subset), n_images)
-    if subset == "auto":
-        size, per_round = n_images, min(draws_total, PILOT_DRAWS)
+    # draws between early-stop looks; without an early stop, every task goes out at once
+    round_draws = max(ROUND_DRAWS, 4 * per_task) if top_k is not None else draws_total
+    pilot = subset == "auto"  # the first round sizes the subset, on all images
+    size = n_images if pilot else None if subset is None else min(int(subset), n_images)
+    per_round = min(draws_total, PILOT_DRAWS) if pilot else round_draws
     looks = 1 if top_k is None else max(1, -(-draws_total // per_round))
     draw_means: list[np.ndarray] = []
     image_vars: list[np.ndarray] = []  # per draw: the image-sampling variance of its marginals
-    stats = {"evaluations": 2, "image_evaluations": 2 * (n_images or 0)}
+    evaluations, image_evaluations = 2, 2 * n_images
     stopped_early = False
-    pilot_size = None
     while len(draw_means) < draws_total:
         batch = min(per_round, draws_total - len(draw_means))
         perms = [rng.permutation(units) for _ in range(batch)]
@@ -296,8 +296,8 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
         results = run_tasks(tasks, on_result)
         chain = np.concatenate([r[0] for r in results])
         used = np.concatenate([r[1] for r in results])
-        stats["evaluations"] += int(used.sum())
-        stats["image_evaluations"] += int(used.sum()) * (n_images if size is None else size)
+        evaluations += int(used.sum())
+        image_evaluations += int(used.sum()) * (n_images if size is None else size)
         marginals = np.zeros((len(perms), units))
         for row, perm in enumerate(perms):
             marginals[row, perm] = np.diff(chain[row])
@@ -305,11 +305,10 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
         draw_means.extend(means)
         if size is not None:
             image_vars.extend((1 - size / n_images) * r[2] / size for r in results)
-        if subset == "auto" and pilot_size is None and len(draw_means) < draws_total:
+        if pilot and len(draw_means) < draws_total:
             pilot_var = np.mean([r[2] for r in results], 0)
             permutation_var = means.var(0, ddof=1) if batch > 1 else np.zeros(units)
-            size = pilot_size = subset_size(pilot_var, permutation_var, n_images)
-            per_round = max(ROUND_DRAWS, 4 * per_task) if top_k is not None else draws_total
+            size, per_round, pilot = subset_size(pilot_var, permutation_var, n_images), round_draws, False
             continue
         if top_k is not None and len(draw_means) >= 10 and \
                 _separated(np.array(draw_means), top_k, confidence, units * looks):
@@ -322,11 +321,11 @@ def sampled(value, units: int, samples: int, seed: int = 0, top_k: int | None = 
     # the interval half-width in standard errors that the early stop uses (simultaneous over units and looks)
     bound_z = float(t_dist.ppf(1 - (1 - confidence) / (2 * units * looks), df=max(1, len(estimates) - 1)))
     extra = {"permutations": group * len(estimates), "stopped_early": stopped_early, "bound_z": bound_z,
-             "v_all": float(ends[1]), "v_none": float(ends[0]), "evaluations": int(stats["evaluations"])}
+             "v_all": float(ends[1]), "v_none": float(ends[0]), "evaluations": evaluations}
     if subset is not None:
         image_se = np.sqrt(np.mean(image_vars, 0) / len(estimates))
-        extra.update({"subset": int(size), "image_evaluations": int(stats["image_evaluations"]),
-                      "full_image_evaluations": int(stats["evaluations"]) * n_images,
+        extra.update({"subset": int(size), "image_evaluations": image_evaluations,
+                      "full_image_evaluations": evaluations * n_images,
                       "image_stderr": image_se, "permutation_stderr": np.sqrt(np.maximum(0, stderr ** 2 - image_se ** 2))})
         if subset == "auto":
             extra["pilot_draws"] = min(PILOT_DRAWS, len(estimates))
