@@ -228,8 +228,8 @@ class RayPool:
 
 
 def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | None = None) -> LocalPool | RayPool:
-    # the workers run where the engine runs (RayPool's default), so a Ray run matches a local one
-    """A RayPool when workers or an address are given, else a LocalPool on ``engine``."""
+    """A RayPool when workers or an address are given, else a LocalPool on ``engine``. The workers run
+    where the engine runs (RayPool's default), so a Ray run matches a local one."""
     if workers is None and not ray_address:
         return LocalPool(engine)
     return RayPool(engine, workers, ray_address)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import DataSplit
+from .device import model_device
 from .models import is_staged, layer_names, mask_point, unit_count
 
 Off = Mapping[str, Iterable[int]]
@@ -167,7 +168,7 @@ class Engine:
         self.model = model  # left in the mode it is in: every pass here runs in eval mode (_in_eval_mode)
         self.data = data
         self.batch_size = batch_size
-        self.device = next(model.parameters()).device
+        self.device = model_device(model)
         self.precision = precision
         self._autocast_dtype = check_precision(precision, self.device)
         self.staged = is_staged(model)

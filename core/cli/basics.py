@@ -7,7 +7,7 @@ import json
 from tqdm import tqdm
 
 from ..checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
-from ..device import device_label, pick_device
+from ..device import device_label, model_device, pick_device
 from ..engine import Engine
 from ..models import model_totals, prunable_layers
 from .common import _common, _device_arg, _print, command, load, parse_off
@@ -18,7 +18,7 @@ def info(args: argparse.Namespace) -> int:
     model, data = load(args)
     result = Engine(model, data).evaluate()
     layers = [vars(layer) for layer in prunable_layers(model)]
-    device = next(model.parameters()).device
+    device = model_device(model)
     payload = {"model": model.meta.arch, "arch_params": model.meta.arch_params, "checkpoint": model.meta.source,
                "device": str(device), "dataset": data.name, "split": args.split, "images": len(data), "accuracy": result.accuracy,
                **model_totals(model), "layers": layers}

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from ..data import load_dataset
-from ..device import device_label
+from ..device import device_label, model_device
 from .common import (_check_precision, _common, _distributed, _precision_arg, _workers_args, command, load,
                      progress_bar)
 
@@ -129,7 +129,7 @@ def rank_units(args: argparse.Namespace) -> int:
                      for rank_, i in enumerate(order[:20], 1))
     more = f"\n  ... {len(order) - 20} more" if len(order) > 20 else ""
     where = (f"{ranking.extra['workers']} Ray workers" if _distributed(args) and "workers" in ranking.extra
-             else device_label(next(model.parameters()).device))
+             else device_label(model_device(model)))
     print(f"{ranking.label} of {args.layer} on {len(data)} {data.name} {args.split} images "
           f"on {where} ({ranking.seconds:.2f} s{', cached' if ranking.cached else ''}):\n{rows}{more}"
           + _subset_lines(ranking, len(data)) + (f"\nwritten to {args.json}" if args.json else ""))
