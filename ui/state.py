@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import traceback
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +32,10 @@ def ray_address() -> str | None:
     return os.environ.get("RAY_ADDRESS") or None
 
 
-def ray_pool(engine: core.Engine):
-    """A context giving a RayPool on the cluster in RAY_ADDRESS (closed on leaving), or None without one.
-    Results are the same either way; only where the engine calls run changes."""
-    address = ray_address()
-    return core.RayPool(engine, None, address) if address else nullcontext(None)
+def ray_pool(engine: core.Engine) -> core.LocalPool | core.RayPool:
+    """The pool the app's engine calls run on: Ray workers on the cluster in RAY_ADDRESS (closed on
+    leaving the ``with``), else here. Results are the same either way."""
+    return core.distributed.engine_pool(engine, ray_address=ray_address())
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)
