@@ -17,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import core  # noqa: E402
-from core.am import optimize_units  # noqa: E402
-from core.models import unit_count  # noqa: E402
+from core.interpret.am import optimize_units  # noqa: E402
+from core.network.models import unit_count  # noqa: E402
 
 
 def seconds(run) -> float:

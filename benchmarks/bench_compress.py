@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
 from core.data import DataSplit  # noqa: E402
-from core.export import onnx_bytes, onnx_session, verify_onnx  # noqa: E402
+from core.pruning.export import onnx_bytes, onnx_session, verify_onnx  # noqa: E402
 
 
 def side_by_side(a, b, reps: int) -> tuple[list[float], list[float]]:
@@ -58,9 +58,9 @@ def models() -> list[tuple[str, torch.nn.Module, torch.nn.Module, DataSplit]]:
     vgg = core.vgg16(0.25).eval()
     vgg.meta = core.ModelMeta("vgg16", {"width_mult": 0.25}, (3, 32, 32), [str(i) for i in range(10)],
                               [0.5] * 3, [0.25] * 3)
-    names = core.models.layer_names(vgg)
-    rankings = {layer: np.arange(core.models.unit_count(vgg, layer), dtype=float) for layer in names}
-    half = [max(1, core.models.unit_count(vgg, layer) // 2) for layer in names]
+    names = core.network.models.layer_names(vgg)
+    rankings = {layer: np.arange(core.network.models.unit_count(vgg, layer), dtype=float) for layer in names}
+    half = [max(1, core.network.models.unit_count(vgg, layer) // 2) for layer in names]
     vgg_small = core.prune(vgg, core.plan_from_widths(vgg, half, rankings))
     return [("LeNet-5 10-20-100-25 -> 5-7-45-20", lenet, lenet_small, random_split((1, 28, 28), 1024)),
             ("VGG-16 x0.25 -> every layer halved", vgg, vgg_small, random_split((3, 32, 32), 256))]

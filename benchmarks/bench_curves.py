@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
 from benchmarks.bench_engine import all_digits, vgg_with_data  # noqa: E402
-from core.curves import curve_set, layer_curve, random_band  # noqa: E402
+from core.pruning.curve_sets import curve_set  # noqa: E402
+from core.pruning.curves import layer_curve, random_band
 from core.engine import Engine  # noqa: E402
 
 SEEDS = 5

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
 from benchmarks.bench_engine import side_by_side, vgg_with_data  # noqa: E402
-from core.device import device_label, pick_device  # noqa: E402
+from core.network.device import device_label, pick_device  # noqa: E402
 from core.engine import PRECISIONS, Engine, check_precision  # noqa: E402
 
 MNIST_T10K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist-t10k"
@@ -96,7 +96,7 @@ def case(title: str, model, data, layer: str, samples: int, precisions: list[str
 
 def mnist_lenet(device: torch.device):
     from benchmarks.mnist_table import mnist_splits
-    from core.train import fit
+    from core.pruning.train import fit
 
     train, val = mnist_splits(MNIST_T10K)
     torch.manual_seed(0)

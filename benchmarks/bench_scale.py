@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
 from core.data import DataSplit, convert_images  # noqa: E402
-from core.device import device_label, pick_device  # noqa: E402
+from core.network.device import device_label, pick_device  # noqa: E402
 
 MNIST_T10K = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist-t10k"
 CLASSES = [str(i) for i in range(10)]
@@ -108,7 +108,7 @@ def labelled(net: nn.Module, images: torch.Tensor, name: str) -> DataSplit:
 
 def mnist_lenet(val_count: int):
     from benchmarks.mnist_table import mnist_splits
-    from core.train import fit
+    from core.pruning.train import fit
 
     train, val = mnist_splits(MNIST_T10K, train=10000 - val_count)
     torch.manual_seed(0)
@@ -125,7 +125,7 @@ def shapley(model, data, engine, layer, pairs, pool=None):
 
 
 def ray_case(title, model, data, layer, pairs, args, rows, overhead=None):
-    from core.distributed import RayPool
+    from core.engine.pools import RayPool
 
     engine = core.Engine(model, data, precision=args.precision)
     warm_task(engine, layer)  # the driver evaluates v(none), v(all) itself: warm it too
@@ -272,7 +272,7 @@ def main() -> None:
     cases = [("conv13", args.conv13_images, args.conv13_pairs), ("conv10", args.conv10_images, args.conv10_pairs)]
     cases = [c for c in cases if c[0] not in args.skip]
     if cases:
-        from core.distributed import ray_init
+        from core.engine.pools import ray_init
 
         ray = ray_init(num_cpus=args.cpus)
         try:

@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
-from core.models import weight_module  # noqa: E402
-from core.rankings import shapley  # noqa: E402
+from core.network.models import weight_module  # noqa: E402
+from core.rankings import game, shapley  # noqa: E402
 
 LAYER = "conv2"
 
@@ -71,7 +71,7 @@ def main() -> None:
           f"{args.threads} threads\n")
 
     engine = core.Engine(model, data)
-    engine_value = shapley._payoff(engine, LAYER, "accuracy")
+    engine_value = game.payoff(engine, LAYER, "accuracy")
     engine_value(np.ones((2, units), np.float32))  # warm the prefix cache (a one-off per layer, ~ms)
     (ours, _, info), t_engine = timed(lambda: shapley.sampled(engine_value, units, perms, seed=0))
     evals = info["evaluations"]

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import core  # noqa: E402
-from core.rankings import shapley  # noqa: E402
+from core.rankings import game, shapley  # noqa: E402
 
 LAYERS = ("conv2", "fc1")
 SEEDS = range(10)
@@ -85,7 +85,7 @@ def main() -> None:
     table = []
     for layer in args.layers.split(","):
         units = engine.units(layer)
-        value = shapley._payoff(engine, layer, "accuracy")
+        value = game.payoff(engine, layer, "accuracy")
         ends = value(np.stack([np.zeros(units, np.float32), np.ones(units, np.float32)]))
         start = time.perf_counter()
         reference = core.rank(model, val, layer, "shapley", engine=engine, samples=args.reference, seed=12345,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from benchmarks.mnist_table import SHAPLEY, mnist_splits  # noqa: E402
 from core.data import DataSplit  # noqa: E402
-from core.train import fit  # noqa: E402
+from core.pruning.train import fit  # noqa: E402
 
 TARGET = "5-7-45-20"  # paper A's NR row: 1.0 % error
 
@@ -89,7 +89,7 @@ def main() -> None:
     print(f"\nrandom mean after fine-tuning: {sum(randoms) / len(randoms):.2%} "
           f"(min {min(randoms):.2%}, max {max(randoms):.2%})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": core.report.report_rows(rows), "base": base,
+        Path(args.json).write_text(json.dumps({"rows": core.pruning.report.report_rows(rows), "base": base,
                                                "ranking_seconds": ranking_seconds}, indent=2))
 
 

@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402
 from benchmarks.mnist_table import mnist_splits  # noqa: E402
-from core.curves import CurveSet, curve_set  # noqa: E402
+from core.pruning.curve_sets import CurveSet, curve_set  # noqa: E402
 from core.data import DataSplit  # noqa: E402
 from core.rankings import switches as switches_module  # noqa: E402
-from core.train import fit  # noqa: E402
+from core.pruning.train import fit  # noqa: E402
 
 SHAPLEY = {"conv1": 40, "conv2": 50, "fc1": 40, "fc2": 50}  # sampled (antithetic) permutations per layer
 SEEDS = 5

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from core.data import DataSplit, read_idx  # noqa: E402
 from core.rankings.agreement import top_k_overlap  # noqa: E402
-from core.train import fit  # noqa: E402
+from core.pruning.train import fit  # noqa: E402
 
 MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 SHAPLEY = {"conv1": dict(samples=40), "conv2": dict(samples=100), "fc1": dict(samples=100),

@@ -12,29 +12,23 @@ Notebook entry points::
 """
 from __future__ import annotations
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_checkpoint, load_model, save_checkpoint
+from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta, lenet5, load_checkpoint, load_model,
+                      model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
-from .device import pick_device
-from .distributed import LocalPool, RayPool, WorkerError
-from .engine import BatchResult, Engine, EvalResult, Off
-from .models import LayerInfo, ModelMeta, lenet5, model_totals, prunable_layers, vgg16
-from .prune import prune_model
-from .am import AMResult, am_images, contact_sheet
-from .contributions import class_contributions, gamma_figure
-from .similarity import Clusters, Similarity, cluster_filters, pruning_selection, sd_figure, similarity_matrix
+from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
-from . import plots  # noqa: E402,F401  the whole package loads at once: the app imports it before any page runs
-from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: E402,F401
-from .curves import (Curve, CurveSet, RandomBand, Sensitivity, curve_set, curves_figure, layer_curve,
-                     network_curves, random_band, sensitivity_figure, sensitivity_grid, summarize)
-from .compress import (Plan, layer_clusters, layer_rankings, plan_from_budget, plan_from_pr, plan_from_widths,
-                       prune)
-from .train import RECIPES, Cancelled, FinetuneResult, Recipe, finetune, make_recipe
-from .export import export_checkpoint, export_onnx, verify_onnx
-from .report import CompressionResult, Row, compress_model, report_csv, report_markdown
-from . import coupling  # noqa: E402,F401  (Torch-Pruning itself is imported on use)
-
+from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
+from .interpret import (AMResult, Clusters, Similarity, am_images, class_contributions, cluster_filters, contact_sheet,
+                        gamma_figure, pruning_selection, sd_figure, similarity_matrix)
+from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, FinetuneResult, Plan, RandomBand, Recipe,
+                      Row, Sensitivity, compress_model, curve_set, curves_figure, export_checkpoint, export_onnx,
+                      finetune, layer_clusters, layer_curve, layer_rankings, make_recipe, network_curves,
+                      plan_from_budget, plan_from_pr, plan_from_widths, prune, prune_model, random_band,
+                      report_csv, report_markdown, sensitivity_figure, sensitivity_grid, summarize, verify_onnx)
+from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
+from .engine import plots  # noqa: E402,F401  (core.plots, as before)
+from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
 
 def evaluate(model, data: DataSplit, off: Off | None = None) -> EvalResult:
     """Accuracy (overall, per class, confusion) of ``model`` with the ``off`` units turned off.

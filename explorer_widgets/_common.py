@@ -11,7 +11,7 @@ from PIL import Image
 
 import core
 from core.engine import parse_units
-from core.plots import class_profile_thumbnails, heat_thumbnails
+from core.engine.plots import class_profile_thumbnails, heat_thumbnails
 from core.rankings import Ranking
 
 RankingsArg = Ranking | Sequence[Ranking] | Mapping[str, Ranking] | None

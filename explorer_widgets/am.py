@@ -5,7 +5,7 @@ import ipywidgets as widgets
 from torch import nn
 
 import core
-from core.plots import heat_thumbnails, to_display
+from core.engine.plots import heat_thumbnails, to_display
 
 from ._common import RankingsArg, grid, layer_activations, pager, png, rankings_by_label, shown_units
 

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from torch import nn
 
 import core
-from core.similarity import MIN_SILHOUETTE, cluster_rows_image
+from core.interpret.similarity import MIN_SILHOUETTE, cluster_rows_image
 
 from ._common import png
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from torch import nn
 
 import core
-from core.plots import confusion_figure, per_class_figure
+from core.engine.plots import confusion_figure, per_class_figure
 
 from ._common import RankingsArg, grid, pager, png, rankings_by_label, shown_units, unit_thumbnails
 

@@ -3,7 +3,7 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import numpy as np
 import streamlit as st
 
-from core.plots import heat_thumbnails, to_display
+from core.engine.plots import heat_thumbnails, to_display
 from ui.rankings import ranking_picker
 from ui.explain import explain
 from ui.state import friendly_errors, selection

@@ -7,7 +7,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.am import to_pil
+from core.interpret.am import to_pil
 from core.rankings import Ranking
 from ui.jobs import Job, get_job, start_job
 from ui.rankings import known_rankings
@@ -80,7 +80,7 @@ def fine_tune_work(model, train, val, test, plan: core.Plan, recipe: core.Recipe
                                      track=track, am_steps=32, progress=job.report, cancel=job.cancelled)
         files = {}
         with tempfile.TemporaryDirectory() as folder:
-            if core.models.is_staged(result.model):
+            if core.network.models.is_staged(result.model):
                 files["checkpoint"] = core.export_checkpoint(result.model, Path(folder) / "compressed.pt",
                                                              cancel=job.cancelled).read_bytes()
             path, diff = core.export_onnx(result.model, Path(folder) / "compressed.onnx", test.images[:16],
@@ -130,8 +130,8 @@ with friendly_errors():
                 + "; ".join(" + ".join(g) for g in groups))
 
     masked = engine.evaluate(plan.off)  # the masked network = the pruned one (tested)
-    pruned_totals = core.compress.totals_for_widths(chosen.model, list(plan.widths.values())) \
-        if core.models.is_staged(chosen.model) else core.model_totals(core.prune(chosen.model, plan))
+    pruned_totals = core.pruning.plans.totals_for_widths(chosen.model, list(plan.widths.values())) \
+        if core.network.models.is_staged(chosen.model) else core.model_totals(core.prune(chosen.model, plan))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Kept widths", plan.widths_string(), help=f"Original: {widths_now}")
     m2.metric("Parameters", f"{pruned_totals['params']:,}",
@@ -238,7 +238,7 @@ with friendly_errors():
     if not rows:
         st.caption("Finished fine-tuning runs appear here, one row each (paper A Table 2 / paper B Tables 1-4).")
     else:
-        st.dataframe(core.report.report_table(rows), hide_index=True, width="stretch")
+        st.dataframe(core.pruning.report.report_table(rows), hide_index=True, width="stretch")
         st.caption("FLOPs are multiply-adds per image (torch's FlopCounterMode counts each as 2 FLOPs). Accuracies "
                    "on the test split; fine-tuning's early stopping uses the validation split.")
         x, y = st.columns(2)

@@ -5,8 +5,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core.curves import (ALL_LAYERS, MAX_SEEDS, MIN_SEEDS, MIRROR_SUFFIX, curve_set, curves_figure, network_curves,
-                         sensitivity_figure, sensitivity_grid)
+from core.pruning.curve_sets import ALL_LAYERS, curve_set
+from core.pruning.curves import MAX_SEEDS, MIN_SEEDS
+from core.pruning.curve_plots import MIRROR_SUFFIX, curves_figure, sensitivity_figure
+from core.pruning.network_curves import network_curves, sensitivity_grid
 from core.rankings import METHODS, method_params, rank
 from ui.rankings import known_rankings, remember_ranking
 from ui.explain import explain

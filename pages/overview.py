@@ -3,7 +3,7 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import pandas as pd
 import streamlit as st
 
-from core.plots import to_display
+from core.engine.plots import to_display
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 

@@ -2,7 +2,7 @@
 import core  # first of all: loads the whole library at once (see explorer.py)
 import streamlit as st
 
-from core.similarity import cluster_rows_image
+from core.interpret.similarity import cluster_rows_image
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 
@@ -58,7 +58,7 @@ with friendly_errors():
     units = len(clusters.labels)
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Clusters (k)", clusters.k, help="Best silhouette on SD over k = 2 … I/2; k = 1 when none reaches "
-                                               f"{core.similarity.MIN_SILHOUETTE}.")
+                                               f"{core.interpret.similarity.MIN_SILHOUETTE}.")
     best = max(clusters.silhouette.values(), default=float("nan"))
     m2.metric("Best silhouette", f"{best:.2f}")
     m3.metric("Locked units", len(clusters.locked))

@@ -3,7 +3,7 @@ import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
 from core.engine import parse_units
-from core.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
+from core.engine.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
 from ui.rankings import ranking_picker
 from ui.explain import explain
 from ui.state import Selection, friendly_errors, selection

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import core
-from core.am import am_images
+from core.interpret.am import am_images
 from core.cli import main
 
 
@@ -114,7 +114,7 @@ def test_cli_am_writes_pngs_and_errors_are_one_line(conv2_am, tmp_path, capsys):
 
 def test_own_unit_shortcut_equals_the_full_layer(model):
     """The AM objective computes only each image's own filter; it must equal the full layer's value."""
-    from core.am import layer_output, own_unit_means, unit_means
+    from core.interpret.am import layer_output, own_unit_means, unit_means
 
     torch.manual_seed(0)
     vgg = core.vgg16(width_mult=1 / 16).eval()
@@ -123,7 +123,7 @@ def test_own_unit_shortcut_equals_the_full_layer(model):
     for net, layer, shape in [(model, "conv2", (1, 28, 28)), (model, "fc1", (1, 28, 28)),
                               (vgg, "conv3", (3, 32, 32)), (vgg, "fc1", (3, 32, 32))]:
         images = torch.rand(6, *shape)
-        units = torch.randint(0, core.models.unit_count(net, layer), (6,))
+        units = torch.randint(0, core.network.models.unit_count(net, layer), (6,))
         with torch.no_grad():
             full = unit_means(layer_output(net, layer, images))[torch.arange(6), units]
             torch.testing.assert_close(own_unit_means(net, layer, images, units), full, atol=1e-5, rtol=1e-5)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import core
-from core.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
-from core.models import lenet5
+from core.network.checkpoint import FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from core.network.models import lenet5
 
 
 class Touch:

@@ -12,11 +12,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import core
 from core.cli import main
-from core.compress import cluster_order, parse_widths
-from core.export import atomic_write
-from core.models import input_shape, unit_count
+from core.pruning.plans import cluster_order, parse_widths
+from core.pruning.export import atomic_write
+from core.network.models import input_shape, unit_count
 from core.rankings import weights_digest
-from core.similarity import Clusters
+from core.interpret.similarity import Clusters
 
 from conftest import ROOT
 from test_cli import run_cli
@@ -179,7 +179,7 @@ def test_pruned_lenet_gives_the_masked_logits(model, engine, digits_val, l1):
 @pytest.mark.parametrize("hidden_layers", [1, 2])
 def test_pruned_bn_vgg_gives_the_masked_logits_both_classifiers(hidden_layers, tmp_path):
     model = random_bn_vgg(hidden_layers)
-    assert len(core.models.layer_names(model)) == 13 + hidden_layers
+    assert len(core.network.models.layer_names(model)) == 13 + hidden_layers
     data = images_split((3, 32, 32))
     engine = core.Engine(model, data)
     rankings = {layer: np.random.default_rng(i).random(engine.units(layer)) for i, layer in enumerate(engine.layers)}
@@ -207,7 +207,7 @@ def test_paper_a_vgg_widths_string_has_15_numbers():
 
 
 def test_resnet18_torch_pruning_shrinks_by_the_expected_parameters_and_matches_the_mask():
-    from core.checkpoint import torchvision_model
+    from core.network.checkpoint import torchvision_model
 
     torch.manual_seed(0)
     model = torchvision_model("resnet18", pretrained=False)
@@ -244,7 +244,7 @@ def test_resnet18_torch_pruning_shrinks_by_the_expected_parameters_and_matches_t
 # --- FLOPs ----------------------------------------------------------------------------------------------
 
 def test_flops_agree_with_torch_flop_counter_and_work_without_metadata(model):
-    from core.checkpoint import torchvision_model
+    from core.network.checkpoint import torchvision_model
 
     resnet = torchvision_model("resnet18", pretrained=False)
     small = core.prune(model, {"conv1": [0, 1], "fc1": list(range(50))})

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import core
-from core.curves import layer_curve
+from core.pruning.curves import layer_curve
 
 
 def record_mask_calls(monkeypatch) -> list[tuple]:
@@ -83,8 +83,9 @@ def test_layer_curve_refuses_a_ranking_of_another_layer(engine, l1):
 
 # --- random band, curve sets ----------------------------------------------------------------------
 
-from core.curves import (ALL_LAYERS, CurveSet, RandomBand, Curve, curve_set, network_curves, random_band,  # noqa: E402
-                         sensitivity_grid, summarize)
+from core.pruning.curve_sets import ALL_LAYERS, CurveSet, curve_set, summarize  # noqa: E402
+from core.pruning.curves import RandomBand, Curve, random_band
+from core.pruning.network_curves import network_curves, sensitivity_grid
 
 
 def test_random_band_uses_distinct_seeded_orders_each_equal_to_the_random_ranking(model, digits_val, engine):

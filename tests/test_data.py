@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 import core
-from core.data import DataError, _split_indices, image_to_tensor, load_dataset, read_idx
+from core.data import DataError, image_to_tensor, load_dataset, read_idx
+from core.data.split import _split_indices
 
 from conftest import MNIST_T10K
 

@@ -9,7 +9,7 @@ import torch
 
 import core
 from core.cli import main
-from core.device import device_label, model_device, pick_device
+from core.network.device import device_label, model_device, pick_device
 from core.engine import check_precision
 
 from conftest import open_page

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import core
-from core.distributed import LocalPool, RayPool, _wait_until_free, model_bytes, model_from_bytes
+from core.engine.pools import LocalPool, RayPool, _wait_until_free, model_bytes, model_from_bytes
 from core.rankings import rank
 from core.rankings import shapley as shapley_module
 

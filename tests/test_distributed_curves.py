@@ -13,8 +13,8 @@ import pytest
 import core
 from core import compress as plans
 from core.cli import main
-from core.curves import _masks_task, _order_blocks, removal_order, random_scores
-from core.distributed import RayPool
+from core.pruning.curves import _masks_task, _order_blocks, removal_order, random_scores
+from core.engine.pools import RayPool
 
 ray = pytest.importorskip("ray")
 

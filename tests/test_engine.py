@@ -11,11 +11,11 @@ from torch import nn
 
 import core
 import core.engine
-from core.checkpoint import torchvision_model
+from core.network.checkpoint import torchvision_model
 from core.data import DataSplit
 from core.engine import Engine
-from core.models import unit_count, vgg16
-from core.prune import prune_model
+from core.network.models import unit_count, vgg16
+from core.pruning.prune import prune_model
 
 LENET_LAYERS = ["conv1", "conv2", "fc1", "fc2"]
 
@@ -179,7 +179,7 @@ def one_at_a_time(engine: Engine, layer: str, keep: torch.Tensor) -> tuple[np.nd
 @pytest.mark.parametrize("layer", LENET_LAYERS)
 def test_lenet_batched_masks_equal_one_at_a_time(model, digits_val, monkeypatch, layer, path):
     if path == "generic":
-        monkeypatch.setattr(core.engine, "_LINEAR_CACHE_BYTES", 0)
+        monkeypatch.setattr(core.engine.masking, "_LINEAR_CACHE_BYTES", 0)
     engine = Engine(model, digits_val)
     keep = keep_matrix(engine.units(layer), 8, seed=len(layer))
     batched = engine.evaluate_masks(layer, keep)
@@ -195,7 +195,7 @@ def test_lenet_batched_masks_equal_one_at_a_time(model, digits_val, monkeypatch,
 def test_bn_vgg_batched_masks_equal_one_at_a_time(bn_vgg, monkeypatch, layer, path):
     net, data = bn_vgg
     if path == "generic":
-        monkeypatch.setattr(core.engine, "_LINEAR_CACHE_BYTES", 0)
+        monkeypatch.setattr(core.engine.masking, "_LINEAR_CACHE_BYTES", 0)
     engine = Engine(net, data)
     keep = keep_matrix(engine.units(layer), 6, seed=5)
     batched = engine.evaluate_masks(layer, keep)
@@ -292,7 +292,7 @@ def resnet():
 
 def test_torchvision_model_loads_with_metadata(resnet):
     net, _ = resnet
-    assert not core.models.is_staged(net)
+    assert not core.network.models.is_staged(net)
     assert net.meta.input_shape == (3, 224, 224) and net.meta.num_classes == 1000
     assert net.meta.arch == "resnet18" and not net.training
     layers = [layer.name for layer in core.prunable_layers(net)]

@@ -20,7 +20,7 @@ from core.data import DataSplit
 from core.rankings import METHODS, method_params, rank
 from core.rankings import shapley as shapley_module
 from core.rankings.shapley import sampled
-from core.similarity import sd_matrix, similarity_matrix
+from core.interpret.similarity import sd_matrix, similarity_matrix
 
 
 # --- simulated games with known Shapley values --------------------------------------------------
@@ -243,7 +243,7 @@ def test_gamma_paper_definition_matches_finite_differences_of_the_literal_deriva
 
 def test_two_dead_filters_are_at_sd_distance_zero(model, digits_val):
     dead = copy.deepcopy(model)
-    conv = core.models.weight_module(dead, "conv2")
+    conv = core.network.models.weight_module(dead, "conv2")
     with torch.no_grad():
         for unit in (3, 11):
             conv.weight[unit].zero_()

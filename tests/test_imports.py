@@ -21,7 +21,7 @@ for path in scripts:
     nodes = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
              and getattr(n, "module", None) != "__future__"]
     statements.append(compile(ast.Module(nodes, []), path, "exec"))
-statements.append(compile("import core; core.similarity.MIN_SILHOUETTE; core.rankings.agreement.compare", "core", "exec"))
+statements.append(compile("import core; core.interpret.similarity.MIN_SILHOUETTE; core.rankings.agreement.compare", "core", "exec"))
 statements = statements * 2  # two sessions on every page
 barrier = threading.Barrier(len(statements))
 errors = []

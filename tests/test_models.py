@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import core
-from core.models import ModelMeta, layer_names, lenet5, mask_point, unit_count, vgg16, weight_module
+from core.network.models import ModelMeta, layer_names, lenet5, mask_point, unit_count, vgg16, weight_module
 
 
 def with_meta(model: nn.Module, shape: tuple[int, int, int]) -> nn.Module:
@@ -64,7 +64,7 @@ def test_weight_module_and_mask_point(model):
 
 
 def test_build_model_refuses_unknown_architecture():
-    from core.models import build_model
+    from core.network.models import build_model
 
     with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
         build_model("resnet", {}, 10, [0.5], [0.5])

@@ -12,7 +12,7 @@ import torch
 from scipy.stats import spearmanr
 
 import core
-from core.cache import entry_path
+from core.engine.cache import entry_path
 from core.data import DataSplit
 from core.rankings import METHODS, rank, weights_digest
 from core.rankings.agreement import compare, top_k_overlap, top_units_table
@@ -22,7 +22,7 @@ from tests.conftest import MNIST_T10K
 @pytest.fixture(scope="module")
 def tiny():
     """A 5-unit conv1 LeNet, briefly trained, on 120 digits: 32 coalitions, brute force is cheap."""
-    from core.train import fit
+    from core.pruning.train import fit
 
     torch.manual_seed(1)
     model = core.lenet5(widths=(5, 6, 12, 8))
@@ -88,7 +88,7 @@ def test_sampled_shapley_early_stop_and_reproducibility(model, digits_val):
 
 def test_an_all_zero_filter_scores_zero(model, digits_val):
     dead = copy.deepcopy(model)
-    conv = core.models.weight_module(dead, "conv2")
+    conv = core.network.models.weight_module(dead, "conv2")
     with torch.no_grad():
         conv.weight[7].zero_()
         conv.bias[7].zero_()
@@ -133,7 +133,7 @@ def test_switches_on_a_batchnorm_vgg_leave_weights_and_bn_buffers_unchanged():
 
 
 def test_baselines(model, digits_val):
-    weight = core.models.weight_module(model, "fc1").weight.detach()
+    weight = core.network.models.weight_module(model, "fc1").weight.detach()
     l1 = rank(model, digits_val, "fc1", "l1")
     np.testing.assert_allclose(l1.scores, weight.abs().sum(1).numpy(), rtol=1e-5)
     assert l1.lowest(2) == [int(i) for i in np.argsort(l1.scores)[:2]]

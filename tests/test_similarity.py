@@ -9,8 +9,8 @@ import torch
 
 import core
 from core.cli import main
-from core.contributions import class_contributions
-from core.similarity import Clusters, choose_clusters, cluster_filters, pruning_selection, sd_matrix, similarity_matrix
+from core.interpret.contributions import class_contributions
+from core.interpret.similarity import Clusters, choose_clusters, cluster_filters, pruning_selection, sd_matrix, similarity_matrix
 
 
 def test_gamma_matches_finite_differences_on_a_tiny_model(digits_val):

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import core
-from core.cache import cached, entry_path, load_entry
+from core.engine.cache import cached, entry_path, load_entry
 from core.rankings import method_params, rank
 from core.rankings.agreement import kendall, spearman, top_k_overlap
-from core.similarity import Clusters, Similarity, choose_clusters, cluster_filters, pruning_selection, sd_matrix
+from core.interpret.similarity import Clusters, Similarity, choose_clusters, cluster_filters, pruning_selection, sd_matrix
 
 
 # --- baselines and agreement by hand -------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_digits_are_resized_to_20x20_and_centred_in_28x28():
     border = torch.ones(28, 28, dtype=torch.bool)
     border[4:24, 4:24] = False
     assert val.images[:, 0][:, border].abs().max() == 0  # a 4-pixel empty frame
-    from core.data import _split_indices
+    from core.data.split import _split_indices
 
     raw = torch.tensor(load_digits().images, dtype=torch.float32).unsqueeze(1) / 16
     resized = F.interpolate(raw, size=(20, 20), mode="bilinear", align_corners=False).clamp(0, 1)
@@ -234,7 +234,7 @@ def test_locked_units_of_a_real_layer_are_never_pruned(model, digits_val):
 
 def test_cluster_rows_image_crosses_out_exactly_the_removed_units():
     """Paper B Fig. 3 on the clusters page: the removed units' tiles carry a red cross, no other tile does."""
-    from core.similarity import cluster_rows_image
+    from core.interpret.similarity import cluster_rows_image
 
     members = [[5, 4, 3, 2, 1, 0], [8, 7, 6], [9]]
     clusters = Clusters("toy", np.array([0] * 6 + [1] * 3 + [2]), 3, {}, np.arange(10.0), members)
@@ -255,7 +255,7 @@ def test_cluster_rows_image_crosses_out_exactly_the_removed_units():
 def test_sd_normalization_and_zero_rows_on_synthetic_inputs():
     """Mutation-testing survivors: each SD term has off-diagonal mean exactly 1, an all-zero gamma row
     stays 0 (not undefined), and the fc (pixel) pattern path is centred and unit-norm."""
-    from core.similarity import pattern_vectors, unit_rows
+    from core.interpret.similarity import pattern_vectors, unit_rows
 
     rng = np.random.default_rng(3)
     gamma = rng.normal(size=(5, 4))

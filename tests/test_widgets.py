@@ -10,7 +10,7 @@ import torch
 import core
 import explorer_widgets as ew
 from core.rankings.agreement import agreement_matrix, compare
-from core.similarity import cluster_rows_image
+from core.interpret.similarity import cluster_rows_image
 from explorer_widgets._common import png
 
 AM_STEPS = 32  # small: these tests check wiring, not AM quality
@@ -197,9 +197,9 @@ def test_am_gallery_orders_by_the_chosen_ranking(model, digits_val):
     gallery = ew.am_gallery(model, "conv2", ranking=l1, data=digits_val, steps=AM_STEPS)
     assert gallery.chosen == "L1 norm" and gallery.order == [int(u) for u in l1.order()]
     assert gallery.shown == gallery.order and gallery.unit == gallery.order[0]
-    assert gallery._images[0].value == png(core.plots.to_display(gallery.result.images[gallery.order[0]], size=112))
+    assert gallery._images[0].value == png(core.engine.plots.to_display(gallery.result.images[gallery.order[0]], size=112))
     gallery.order_by.value = "unit number"
     assert gallery.shown == list(range(20))
     gallery.unit_choice.value = 7
-    assert gallery.close_up.value == png(core.plots.to_display(gallery.result.images[7], size=240))
+    assert gallery.close_up.value == png(core.engine.plots.to_display(gallery.result.images[7], size=240))
     assert len(gallery.top_images.children) == 8

@@ -2,14 +2,30 @@
 "order units by" choice every page shares (and the link carries as ``rank=``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import streamlit as st
 
 from core.rankings import Ranking, rank
 
-if TYPE_CHECKING:  # ui.state imports this module
-    from ui.state import Selection
+if TYPE_CHECKING:
+    from torch import nn
+
+    import core
+
+
+class Selection(Protocol):
+    """What this module needs of ``ui.state.Selection`` (which imports this module, so it cannot import it)."""
+
+    model_key: str
+    dataset: str
+    layer: str
+    model: nn.Module
+
+    def data(self, split: str = "val") -> core.DataSplit: ...
+
+    def engine(self, split: str = "val") -> core.Engine: ...
+
 
 QUICK = ("l1", "l2", "taylor", "activation", "random")  # computed on request from a link; the rest take minutes
 

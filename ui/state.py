@@ -16,9 +16,9 @@ import streamlit as st
 from torch import nn
 
 import core
-from core.checkpoint import ASSETS
+from core.network.checkpoint import ASSETS
 from core.data import DATASETS, DataSplit
-from core.device import device_label, model_device
+from core.network.device import device_label, model_device
 from ui import view
 from ui.rankings import chosen_method
 
@@ -35,7 +35,7 @@ def ray_address() -> str | None:
 def ray_pool(engine: core.Engine) -> core.LocalPool | core.RayPool:
     """The pool the app's engine calls run on: Ray workers on the cluster in RAY_ADDRESS (closed on
     leaving the ``with``), else here. Results are the same either way."""
-    return core.distributed.engine_pool(engine, ray_address=ray_address())
+    return core.engine.pools.engine_pool(engine, ray_address=ray_address())
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=8)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..checkpoint import CheckpointError
+from ..network.checkpoint import CheckpointError
 from ..data import DataError
-from ..distributed import WorkerError
+from ..engine.pools import WorkerError
 from .common import (COMMANDS, _check_precision, _common, _device_arg, _distributed, _Pools,  # noqa: F401
                      _precision_arg, _print, _workers_args, command, load, parse_off, progress_bar)
 from . import basics, am, rankings, curves, compress  # noqa: F401  registers the commands, in this order

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checkpoint import load_model
-from ..device import pick_device
+from ..network.checkpoint import load_model
+from ..network.device import pick_device
 from ..engine import Engine
 from .common import _common, _print, command, load, progress_bar
 
@@ -23,7 +23,7 @@ def _am_args(parser: argparse.ArgumentParser) -> None:
 @command("am", _am_args)
 def am(args: argparse.Namespace) -> int:
     """Activation-maximization image of every unit of a layer, as PNGs plus a contact sheet."""
-    from ..am import am_images, check_am_params
+    from ..interpret.am import am_images, check_am_params
 
     pick_device(args.device)
     model = load_model(args.checkpoint, device=args.device)
@@ -54,8 +54,8 @@ def _clusters_args(parser: argparse.ArgumentParser) -> None:
 @command("clusters", _clusters_args)
 def clusters(args: argparse.Namespace) -> int:
     """Similarity degree and k-means clusters of a layer's units (paper B), ranked by contribution index."""
-    from ..am import am_images, check_am_params
-    from ..similarity import cluster_filters, pruning_selection, similarity_matrix
+    from ..interpret.am import am_images, check_am_params
+    from ..interpret.similarity import cluster_filters, pruning_selection, similarity_matrix
 
     model, data = load(args)
     engine = Engine(model, data)

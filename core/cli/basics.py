@@ -6,10 +6,10 @@ import json
 
 from tqdm import tqdm
 
-from ..checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
-from ..device import device_label, model_device, pick_device
+from ..network.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+from ..network.device import device_label, model_device, pick_device
 from ..engine import Engine
-from ..models import model_totals, prunable_layers
+from ..network.models import model_totals, prunable_layers
 from .common import _common, _device_arg, _print, command, load, parse_off
 
 
@@ -67,7 +67,7 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
 
 @command("train", _train_args)
 def train(args: argparse.Namespace) -> int:
-    from ..train import train_new
+    from ..pruning.train import train_new
 
     device = pick_device(args.device)  # a bad --device is one line before the progress bar
 

@@ -8,9 +8,9 @@ from typing import Callable, Iterator
 
 from tqdm import tqdm
 
-from ..checkpoint import DEFAULT_CHECKPOINT, load_model
+from ..network.checkpoint import DEFAULT_CHECKPOINT, load_model
 from ..data import DATASETS, load_dataset
-from ..device import DEVICE_HELP, pick_device
+from ..network.device import DEVICE_HELP, pick_device
 from ..engine import PRECISIONS, Engine, check_precision
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -69,7 +69,7 @@ class _Pools:
         if not _distributed(self.args):
             return None
         if self.engine is not engine:
-            from ..distributed import engine_pool
+            from ..engine.pools import engine_pool
 
             self.close()
             self.pool, self.engine = engine_pool(engine, self.args.workers, self.args.ray_address), engine

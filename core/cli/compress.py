@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checkpoint import load_model
+from ..network.checkpoint import load_model
 from ..data import load_dataset
 from ..engine import Engine
 from .common import _common, _distributed, _Pools, _workers_args, command, progress_bar
@@ -12,7 +12,7 @@ from .common import _common, _distributed, _Pools, _workers_args, command, progr
 
 def _compress_args(parser: argparse.ArgumentParser) -> None:
     from ..rankings import METHODS
-    from ..train import RECIPES
+    from ..pruning.train import RECIPES
 
     _common(parser, split="test")
     rule = parser.add_mutually_exclusive_group(required=True)
@@ -42,10 +42,10 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
 @command("compress", _compress_args)
 def compress(args: argparse.Namespace) -> int:
     """Plan, prune, fine-tune and export a smaller model (paper A Table 2, paper B hierarchical pruning)."""
-    from .. import compress as plans
-    from ..export import atomic_write, export_checkpoint, export_onnx
-    from ..report import compress_model, report_markdown
-    from ..train import make_recipe
+    from ..pruning import plans
+    from ..pruning.export import atomic_write, export_checkpoint, export_onnx
+    from ..pruning.report import compress_model, report_markdown
+    from ..pruning.train import make_recipe
 
     if args.pr is not None and args.pr < 0:
         raise ValueError(f"--pr is a tolerated accuracy drop in points and cannot be negative (got {args.pr})")

@@ -36,7 +36,7 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[float] | None]:
-    from ..curves import check_rates, check_seeds
+    from ..pruning.curves import check_rates, check_seeds
     from ..rankings import METHODS
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -68,8 +68,9 @@ def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[floa
 @command("curve", _curve_args)
 def curve(args: argparse.Namespace) -> int:
     """Pruning curves: accuracy after removing the least important units by each method, vs random."""
-    from ..curves import (NETWORK_RATES, counts_for_rates, curve_set, layer_rankings, network_curves,
-                         resolve_methods, sensitivity_grid)
+    from ..pruning.curve_sets import curve_set, resolve_methods
+    from ..pruning.curves import counts_for_rates
+    from ..pruning.network_curves import NETWORK_RATES, layer_rankings, network_curves, sensitivity_grid
 
     methods, params, rates = _curve_options(args)
     distributed = _distributed(args)

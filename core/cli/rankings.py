@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from ..data import load_dataset
-from ..device import device_label, model_device
+from ..network.device import device_label, model_device
 from .common import (_check_precision, _common, _distributed, _precision_arg, _workers_args, command, load,
                      progress_bar)
 

@@ -9,12 +9,11 @@ Methods (one module each): ``shapley`` (paper A, exact / truncated / sampled), `
 Eq. 7), ``activation`` (mean activation), ``random`` (seeded). Every method module has
 ``DEFAULTS`` (its parameters), ``label(params)``, ``compute(engine, layer, progress, **params)``
 -> (scores, stderr or None, extra dict) and optionally ``normalize(params, engine)``.
-Results are cached on disk (core/cache.py), keyed by the weights, the data, layer, method and
+Results are cached on disk (core/engine/cache.py), keyed by the weights, the data, layer, method and
 parameters, so a repeated request is instant.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from ..cache import cached
-from ..data import DataSplit
-from ..distributed import engine_pool
+from ..engine.cache import cached
+from ..data import DataSplit, data_digest
+from ..engine.pools import engine_pool
 from ..engine import Engine
+from ..network.models import weights_digest
 from . import activation, magnitude, random, shapley, switches, taylor
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -100,7 +100,7 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     ``engine``: an existing Engine for this model and data (reuses its activation caches).
     ``cache``: read/write the on-disk cache (False always recomputes and stores nothing).
     ``workers`` / ``ray_address``: run sampled Shapley on that many Ray workers / on that Ray cluster
-    (``core.distributed.RayPool``; a local Ray is started when no address is given), or on an existing
+    (``core.engine.pools.RayPool``; a local Ray is started when no address is given), or on an existing
     ``pool``. Same seed = same result as a local run, so the cache serves both.
     ``precision``: "float32" (default), "bfloat16" or "float16" for the masked evaluations (see
     ``Engine``); with an ``engine`` given, the engine's precision is used. A reduced precision is part of
@@ -189,21 +189,6 @@ def _train_engine(model: nn.Module, data: DataSplit, train: DataSplit | Engine |
                              f"({exc}); pass it as rank(..., train=core.load_dataset(..., 'train')) or use "
                              f"split='val'") from None
     return Engine(model, train)
-
-
-def weights_digest(model: nn.Module) -> str:
-    """Content hash of every parameter and buffer: a copied-and-edited model never hits a stale entry."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def data_digest(data: DataSplit) -> str:
-    digest = hashlib.sha256(data.labels.cpu().numpy().tobytes())
-    digest.update(data.images.cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 __all__ = ["Ranking", "rank", "METHODS", "method_params", "weights_digest", "data_digest"]

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from ..engine import Engine
-from ..models import weight_module
+from ..network.models import weight_module
 
 
 class Norm:

@@ -43,7 +43,7 @@ def feature_maps(model, layer: str, images: torch.Tensor) -> torch.Tensor:
     """The layer's output (after BN/ReLU, where units are switched off) for (B, C, H, W) images in [0, 1]."""
     from captum.attr import LayerActivation
 
-    from ..models import mask_point
+    from ..network.models import mask_point
 
     device = next(model.parameters()).device
     with torch.no_grad():

@@ -21,24 +21,24 @@ batches of coalitions. Estimators:
   stop once the top_k units are separated by simultaneous (Bonferroni) confidence bounds
   (cf. Neuron Shapley's bandit), an optional image subset per draw (``subset``: fewer image
   evaluations, the extra error reported), and its tasks run here or on Ray workers (``pool``,
-  core/distributed.py) with the same result.
+  core/engine/pools.py) with the same result.
 """
 from __future__ import annotations
 
 from itertools import combinations
-from math import comb, factorial
+from math import comb
 
 import numpy as np
 import torch
 from scipy.stats import t as t_dist
 
 from ..engine import Engine
+from . import game
+from .game import CHUNK as _CHUNK, EXACT_LIMIT, coalition_values, semivalue, shapley_weights  # noqa: F401 (EXACT_LIMIT: pages)
 
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
             "antithetic": True, "truncation": None, "subset": None, "payoff": "accuracy", "seed": 0}
-EXACT_LIMIT = 20  # 2^20 coalitions: minutes for a small layer; above, refuse
 ESTIMATORS = ("exact", "truncated", "sampled")
-_CHUNK = 4096  # coalitions per engine call
 
 
 def normalize(params: dict, engine: Engine | None = None) -> dict:
@@ -91,9 +91,9 @@ def label(params: dict) -> str:
 
 def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled", payoff: str = "accuracy",
             pool=None, **params):
-    """``pool``: a core.distributed pool (e.g. RayPool) that runs the sampled estimator's tasks."""
+    """``pool``: a core.engine.pools pool (e.g. RayPool) that runs the sampled estimator's tasks."""
     units = engine.units(layer)
-    value = _payoff(engine, layer, payoff)
+    value = game.payoff(engine, layer, payoff)
     if estimator == "exact":
         return exact(value, units, progress)
     if estimator == "truncated":
@@ -107,17 +107,6 @@ def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled
                    _image_payoff(engine, layer, payoff), len(engine.data))
 
 
-def _payoff(engine: Engine, layer: str, payoff: str):
-    """v(keep matrix (K, N)) -> (K,) payoffs, one batched engine call per chunk."""
-    def value(keep: np.ndarray) -> np.ndarray:
-        out = []
-        for lo in range(0, len(keep), _CHUNK):
-            result = engine.evaluate_masks(layer, torch.from_numpy(keep[lo:lo + _CHUNK]).float())
-            out.append(result.accuracy if payoff == "accuracy" else -result.loss)
-        return np.concatenate(out) if out else np.zeros(0)
-    return value
-
-
 def _image_payoff(engine: Engine, layer: str, payoff: str):
     """v(keep (K, N), images (M,)) -> (K, M) per-image payoffs (correct or minus the loss) on those images."""
     def value(keep: np.ndarray, images: np.ndarray) -> np.ndarray:
@@ -129,31 +118,10 @@ def _image_payoff(engine: Engine, layer: str, payoff: str):
     return value
 
 
-def _bits(masks: np.ndarray, units: int) -> np.ndarray:
-    """Integer bitmasks -> (K, units) 0/1 keep matrix (bit j = unit j on)."""
-    return ((masks[:, None] >> np.arange(units)) & 1).astype(np.float32)
-
-
 def exact(value, units: int, progress=None):
-    if units > EXACT_LIMIT:
-        raise ValueError(f"exact Shapley needs 2^{units} = {2**units:,} coalitions for {units} units (limit "
-                         f"{EXACT_LIMIT} units); use estimator='sampled' (e.g. samples=200) or 'truncated'")
-    total = 2 ** units
-    values = np.empty(total)
-    chunk = max(64, min(_CHUNK, total // 16))
-    for lo in range(0, total, chunk):
-        masks = np.arange(lo, min(total, lo + chunk))
-        values[masks] = value(_bits(masks, units))
-        if progress:
-            progress(int(masks[-1]) + 1, total)
-    everything = np.arange(total)
-    size = sum((everything >> j) & 1 for j in range(units))  # |C| of every coalition
-    weight = np.array([factorial(s) * factorial(units - s - 1) / factorial(units) for s in range(units)])
-    scores = np.empty(units)
-    for i in range(units):
-        without = everything[(everything >> i) & 1 == 0]  # coalitions C not containing i
-        scores[i] = np.sum(weight[size[without]] * (values[without | (1 << i)] - values[without]))
-    return scores, None, {"v_all": float(values[-1]), "v_none": float(values[0]), "evaluations": total}
+    values = coalition_values(value, units, progress)
+    scores = semivalue(values, units, shapley_weights(units))
+    return scores, None, {"v_all": float(values[-1]), "v_none": float(values[0]), "evaluations": len(values)}
 
 
 def truncated(value, units: int, k: int, progress=None):
@@ -350,7 +318,7 @@ def _chain_task(value, image_value, perms: np.ndarray, units: int, ends: np.ndar
 
 def _engine_chain_task(engine: Engine, layer: str, payoff: str, *task):
     """``_chain_task`` on a (remote) engine: what a Ray worker runs."""
-    return _chain_task(_payoff(engine, layer, payoff), _image_payoff(engine, layer, payoff), *task)
+    return _chain_task(game.payoff(engine, layer, payoff), _image_payoff(engine, layer, payoff), *task)
 
 
 def _prefix_keep(perms: np.ndarray, units: int, sizes: np.ndarray) -> np.ndarray:

@@ -23,10 +23,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import checkpoint_bytes, load_checkpoint
-from .data import DataSplit
-from .engine import Engine
-from .models import is_staged
+from ..network.checkpoint import checkpoint_bytes, load_checkpoint
+from ..data import DataSplit
+from .masking import Engine
+from ..network.models import is_staged
 
 
 class WorkerError(RuntimeError):
@@ -104,7 +104,7 @@ def ray_init(address: str | None = None, num_cpus: int | None = None):
     if not ray.is_initialized():
         # the workers may not have this code (a remote cluster, another working directory): ship the package
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "runtime_env": {"py_modules": [str(Path(__file__).resolve().parent)]}}
+                                  "runtime_env": {"py_modules": [str(Path(__file__).resolve().parents[1])]}}
         if not address and not os.environ.get("RAY_ADDRESS"):
             kwargs["num_cpus"] = num_cpus
         try:

@@ -10,6 +10,8 @@ output of the BatchNorm that follows its conv (or the conv/linear itself when no
 """
 from __future__ import annotations
 
+import hashlib
+
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -256,3 +258,12 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(training)
+
+
+def weights_digest(model: nn.Module) -> str:
+    """Content hash of every parameter and buffer: a copied-and-edited model never hits a stale entry."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -37,9 +37,9 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
-from .cache import cached
-from .data import DataSplit
-from .engine import Engine
+from ..engine.cache import cached
+from ..data import DataSplit
+from ..engine import Engine
 
 Progress = Callable[[int, int], None]
 
@@ -105,7 +105,8 @@ def class_contributions(model: nn.Module, data: DataSplit, layer: str, batch_siz
 
     if not cache:
         return compute()[0]["gamma"]
-    from .rankings import data_digest, weights_digest  # content hashes, as the rankings cache uses
+    from ..data import data_digest  # content hashes, as the rankings cache uses
+    from ..network.models import weights_digest
 
     key = {"checkpoint": getattr(getattr(model, "meta", None), "sha256", ""), "weights": weights_digest(model),
            "data": data.key, "data_digest": data_digest(data), "layer": layer, "version": 1}

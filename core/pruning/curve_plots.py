@@ -1,6 +1,4 @@
-"""The summary table and plotly figures of pruning curves (``core.curves`` re-exports every name here).
-
-Split from core/curves.py, which computes the curves; nothing here touches an engine."""
+"""Plotly figures of pruning curves and of the sensitivity grid; nothing here touches an engine."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -8,72 +6,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import pandas as pd
     import plotly.graph_objects as go
 
-    from .curves import Curve, CurveSet, Sensitivity
-
-
-# --- summary ------------------------------------------------------------------------------------------
-
-
-def _area(rates: np.ndarray, accuracy: np.ndarray) -> float:
-    """Mean accuracy over the range of rates covered (area under the curve / width of the range)."""
-    if len(rates) < 2 or rates[-1] == rates[0]:
-        return float(accuracy.mean())
-    order = np.argsort(rates, kind="stable")
-    x, y = rates[order], accuracy[order]
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
-
-
-def _within(rates: np.ndarray, accuracy: np.ndarray, full: float, tolerance: float) -> float:
-    """The largest rate up to which every point stays within ``tolerance`` of the full model's accuracy."""
-    order = np.argsort(rates, kind="stable")
-    best = np.nan
-    for i in order:
-        if accuracy[i] < full - tolerance - 1e-12:
-            break
-        best = rates[i]
-    return float(best)
-
-
-def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
-    """One row per method plus the random mean, a table a reader can quote:
-
-    * ``area``: mean accuracy over the rates covered (area under the curve, rate axis scaled to 1);
-    * ``max rate within 1 pt``: the largest rate before the curve first drops more than ``tolerance``
-      (0.01 = 1 point) below the full model (``units within 1 pt``: how many units that is, for a layer);
-    * ``above band`` / ``below band``: points strictly above the best / below the worst random seed;
-    * ``first above band``: the smallest rate where the curve rises above the random band;
-    * ``vs L1``: points above / below the L1 curve (when L1 is among the curves)."""
-    import pandas as pd
-
-    band = curves.random
-    l1 = next((c for c in curves.curves if c.method == "l1"), None)
-    rows = []
-    for curve in [*curves.curves, None]:
-        rates = band.rates if curve is None else curve.rates
-        accuracy = band.mean if curve is None else curve.accuracy
-        row = {"method": band.label if curve is None else curve.label,
-               "area": _area(rates, accuracy),
-               f"max rate within {tolerance * 100:g} pt": _within(rates, accuracy, curves.full_accuracy, tolerance)}
-        if not curves.whole_network:
-            counts = band.counts if curve is None else curve.counts
-            ok = row[f"max rate within {tolerance * 100:g} pt"]
-            row[f"units within {tolerance * 100:g} pt"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
-        above = accuracy > band.hi + 1e-12
-        below = accuracy < band.lo - 1e-12
-        row["above band"] = f"{int(above.sum())}/{len(accuracy)}" if curve is not None else ""
-        row["below band"] = f"{int(below.sum())}/{len(accuracy)}" if curve is not None else ""
-        row["first above band"] = float(rates[np.argmax(above)]) if curve is not None and above.any() else np.nan
-        if l1 is not None:
-            if curve is None or curve is l1:
-                row["vs L1 (above/below)"] = ""
-            else:
-                row["vs L1 (above/below)"] = (f"{int((curve.accuracy > l1.accuracy + 1e-12).sum())}/"
-                                              f"{int((curve.accuracy < l1.accuracy - 1e-12).sum())}")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    from .curve_sets import CurveSet
+    from .curves import Curve
+    from .network_curves import Sensitivity
 
 
 # --- plotly figures -----------------------------------------------------------------------------------

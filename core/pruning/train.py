@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import DataSplit, load_dataset
-from .engine import Engine
-from .models import LENET5_WIDTHS, ModelMeta, build_model
+from ..data import DataSplit, load_dataset
+from ..engine import Engine
+from ..network.models import LENET5_WIDTHS, ModelMeta, build_model
 
 Progress = Callable[[int, int, dict], None]  # (epoch, epochs, {"loss", "val_accuracy"})
 
@@ -185,13 +185,13 @@ def finetune(model: nn.Module, train: DataSplit, val: DataSplit, recipe: str | R
 
     Records validation accuracy every ``eval_every`` iterations (and at 0 and the end), and with
     ``track=(layer, unit)`` (a unit of this model) that unit's AM image every ``am_every`` iterations
-    with its drift from iteration 0 (AM pattern distance, ``core.similarity.pattern_vectors``).
+    with its drift from iteration 0 (AM pattern distance, ``core.interpret.similarity.pattern_vectors``).
     ``drift_floor`` is the distance between two AM seeds on the iteration-0 weights: drift near it
     means the unit's function did not change beyond AM's own noise.
     ``cancel()`` is polled every iteration; when true, raises ``Cancelled``."""
-    from .am import optimize_units
-    from .models import layer_names, unit_count, weight_module
-    from .similarity import pattern_vectors
+    from ..interpret.am import optimize_units
+    from ..network.models import layer_names, unit_count, weight_module
+    from ..interpret.similarity import pattern_vectors
 
     recipe = make_recipe(recipe, **overrides)
     if eval_every < 1:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import save_checkpoint
-from .models import input_shape, is_staged
+from ..network.checkpoint import save_checkpoint
+from ..network.models import input_shape, is_staged
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],

@@ -39,7 +39,7 @@ typical pair of the layer. It is symmetric with a zero diagonal.
   and a pattern rotated by 180 degrees have exactly the same amplitude spectrum, so D_am counts
   them as identical; together with position, these are the things the conv distance ignores. The
   class-contribution term is what tells such filters apart when their function differs.
-- ``gamma_definition`` ("gate" or "paper", see core/contributions.py) is recorded in ``Similarity``.
+- ``gamma_definition`` ("gate" or "paper", see core/interpret/contributions.py) is recorded in ``Similarity``.
 
 **Clusters.** k-means (scikit-learn) on the rows of SD (each unit described by its SD to every
 unit of the layer), k searched over 1 .. floor(I/2). Criterion: the silhouette score computed
@@ -68,9 +68,9 @@ from torch import nn
 
 from .am import AMResult, am_images, to_pil
 from .contributions import class_contributions
-from .data import DataSplit
-from .engine import Engine
-from .models import weight_module
+from ..data import DataSplit
+from ..engine import Engine
+from ..network.models import weight_module
 
 Progress = Callable[[int, int], None]
 MIN_SILHOUETTE = 0.1
@@ -179,7 +179,7 @@ def similarity_matrix(model: nn.Module, data: DataSplit, layer: str, steps: int 
                       gamma_definition: str = "gate", combine: str = "sum") -> Similarity:
     """SD of every pair of units of ``layer`` (paper B Eq. 3), from AM images and class contributions.
 
-    ``gamma_definition``: "gate" or "paper" (core/contributions.py); ``combine``: "sum" or "product".
+    ``gamma_definition``: "gate" or "paper" (core/interpret/contributions.py); ``combine``: "sum" or "product".
     Both inputs are cached on disk, so a second call is instant. ``progress`` follows the AM steps."""
     if combine not in COMBINE:
         raise ValueError(f"SD combines the distances by 'sum' or 'product', not {combine!r}")
@@ -227,7 +227,7 @@ def cluster_filters(model: nn.Module, data: DataSplit, layer: str, steps: int = 
     """Paper B Alg. 1 for one layer: SD, k-means with k chosen by silhouette, contribution index inside.
 
     ``similarity``: a precomputed ``similarity_matrix`` result (else it is computed, cached)."""
-    from .rankings import rank  # method "taylor" = paper B Eq. 7, the one implementation
+    from ..rankings import rank  # method "taylor" = paper B Eq. 7, the one implementation
 
     engine = engine or Engine(model, data)
     similarity = similarity or similarity_matrix(model, data, layer, steps, seed, engine=engine)

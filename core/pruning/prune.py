@@ -9,8 +9,8 @@ import copy
 import torch
 from torch import nn
 
-from .engine import Off
-from .models import is_staged, layer_names, unit_count
+from ..engine import Off
+from ..network.models import is_staged, layer_names, unit_count
 
 
 def prune_model(model: nn.Module, off: Off) -> nn.Module:

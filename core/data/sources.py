@@ -1,15 +1,9 @@
-"""Datasets as in-memory tensors: images float32 in [0, 1], shape (N, C, H, W).
-
-Sources: the embedded ``digits`` (scikit-learn's bundled handwritten digits), torchvision's
-MNIST / FashionMNIST / CIFAR-10 (on-disk formats, optional download) and an ImageFolder of
-the user's own images. Every split is fixed and seeded, so caches keyed by split are valid.
-"""
+"""The datasets' own formats: scikit-learn's embedded digits, idx files (MNIST, Fashion-MNIST),
+CIFAR-10's pickled batches and a folder of images per class."""
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,88 +12,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-DATASETS = ("digits", "mnist", "fashionmnist", "cifar10", "imagefolder")
-SPLITS = ("train", "val", "test")
-SPLIT_SEED = 0
-
-
-class DataError(Exception):
-    """A dataset cannot be loaded; the message says what is missing and where."""
-
-
-@dataclass
-class DataSplit:
-    name: str
-    split: str
-    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
-    labels: torch.Tensor  # (N,) int64
-    class_names: list[str]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-    @property
-    def key(self) -> str:
-        """Identifies the split's contents for caches."""
-        return f"{self.name}:{self.split}:{len(self)}"
-
-    def subset(self, n: int, seed: int = SPLIT_SEED) -> "DataSplit":
-        """A seeded random subset of ``n`` items (the whole split if it is smaller)."""
-        if n >= len(self):
-            return self
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        return DataSplit(self.name, f"{self.split}[{n}]", self.images[idx], self.labels[idx], self.class_names)
-
-
-def load_dataset(name: str, split: str = "val", root: str | os.PathLike | None = None,
-                 download: bool = False, input_shape: Sequence[int] | None = None,
-                 limit: int | None = None) -> DataSplit:
-    """Load one split of a dataset.
-
-    ``split``: train / val / test (val is held out of the training data with a fixed seed).
-    ``input_shape``: convert images to this (C, H, W) — used for ImageFolder and checks.
-    ``limit``: keep a seeded subset of at most this many images.
-    """
-    name = name.lower().replace("-", "").replace("_", "")
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    if name == "digits":
-        data = _digits(split)
-    elif name in ("mnist", "fashionmnist"):
-        data = _mnist_like(name, split, _root(root), download)
-    elif name == "cifar10":
-        data = _cifar10(split, _root(root), download)
-    elif name == "imagefolder":
-        if root is None:
-            raise DataError("imagefolder needs a folder: one sub-folder per class, holding images")
-        data = _image_folder(Path(root), split, input_shape)
-    else:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if input_shape is not None and tuple(input_shape) != data.input_shape:
-        data = DataSplit(data.name, data.split, convert_images(data.images, input_shape),
-                         data.labels, data.class_names)
-    return data.subset(limit) if limit else data
-
-
-def _root(root: str | os.PathLike | None) -> Path:
-    return Path(root or os.environ.get("NRE_DATA_ROOT", "data")).expanduser()
-
-
-def _split_indices(n: int, split: str, fractions: tuple[float, float]) -> np.ndarray:
-    """Seeded train/val/test partition of n items by (val, test) fractions."""
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
-    parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    return np.sort(parts[split])
-
+from .images import image_to_tensor
+from .split import DataError, DataSplit, _split_indices
 
 # --- digits (embedded) -------------------------------------------------------------------
 
-def _digits(split: str) -> DataSplit:
+def digits(split: str) -> DataSplit:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -149,7 +67,7 @@ def _find(folder_candidates: list[Path], filename: str) -> Path | None:
     return None
 
 
-def _mnist_like(name: str, split: str, root: Path, download: bool) -> DataSplit:
+def mnist_like(name: str, split: str, root: Path, download: bool) -> DataSplit:
     from torchvision import datasets
 
     cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
@@ -208,7 +126,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def _cifar10(split: str, root: Path, download: bool) -> DataSplit:
+def cifar10(split: str, root: Path, download: bool) -> DataSplit:
     from torchvision import datasets
 
     folder = root / "cifar-10-batches-py"
@@ -234,7 +152,7 @@ def _cifar10(split: str, root: Path, download: bool) -> DataSplit:
 
 # --- ImageFolder ----------------------------------------------------------------------------
 
-def _image_folder(root: Path, split: str, input_shape: Sequence[int] | None) -> DataSplit:
+def image_folder(root: Path, split: str, input_shape: Sequence[int] | None) -> DataSplit:
     from torchvision.datasets import ImageFolder
 
     if not root.is_dir():
@@ -266,58 +184,3 @@ def _image_folder(root: Path, split: str, input_shape: Sequence[int] | None) -> 
     return DataSplit(f"imagefolder:{root.name}", split, torch.stack(images), torch.tensor(labels),
                      list(dataset.classes))
 
-
-# --- conversion to the model's input ---------------------------------------------------------
-
-def image_to_tensor(img: Image.Image, input_shape: Sequence[int]) -> tuple[torch.Tensor, str]:
-    """Convert any PIL image to a (C, H, W) tensor in [0, 1]; also say what was done."""
-    channels, height, width = input_shape
-    steps = [f"{img.width}x{img.height} {img.mode}"]
-    if getattr(img, "n_frames", 1) > 1:
-        img.seek(0)
-        steps.append("first frame")
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit: PIL's convert() would clip, not scale
-        array = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode != "F" else (1.0 if array.max() <= 1.0 else 255.0)
-        img = Image.fromarray(np.clip(np.round(array / top * 255.0), 0, 255).astype(np.uint8))
-        steps.append("scaled to 8-bit")
-    if img.mode in ("RGBA", "LA", "P") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255) if channels == 1 else (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-        steps.append("alpha flattened")
-    target_mode = "L" if channels == 1 else "RGB"
-    if img.mode != target_mode:
-        img = img.convert(target_mode)
-        steps.append("to grayscale" if channels == 1 else "to RGB")
-    if img.size != (width, height):
-        img = img.resize((width, height), Image.Resampling.BILINEAR)
-        steps.append(f"resized to {width}x{height}")
-    array = np.asarray(img, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(array).unsqueeze(0) if channels == 1 else torch.from_numpy(array).permute(2, 0, 1)
-    return tensor.contiguous(), " -> ".join(steps)
-
-
-def read_image(content: bytes, name: str, input_shape: Sequence[int]) -> tuple[torch.Tensor, str]:
-    """An uploaded file's bytes as the model's input (see ``image_to_tensor``); a file that is not an image
-    PIL can decode (or is absurdly large) is a DataError that names the file and says what to do."""
-    import io
-
-    from PIL import UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(content)) as img:
-            img.load()
-            return image_to_tensor(img, input_shape)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
-        raise DataError(f"{name} is not an image this app can read: upload a PNG or JPEG picture") from None
-
-
-def convert_images(images: torch.Tensor, input_shape: Sequence[int]) -> torch.Tensor:
-    """Batch conversion of channels and size (grayscale <-> RGB, bilinear resize)."""
-    channels, height, width = input_shape
-    if images.shape[1] != channels:
-        images = images.mean(1, keepdim=True) if channels == 1 else images.expand(-1, channels, -1, -1)
-    if images.shape[2:] != (height, width):
-        images = F.interpolate(images, size=(height, width), mode="bilinear", align_corners=False)
-    return images.clamp(0, 1).contiguous()

@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 
 from torch import nn
 
-from .compress import Plan, prune
-from .data import DataSplit
-from .engine import Engine
+from .plans import Plan, prune
+from ..data import DataSplit
+from ..engine import Engine
 from .export import with_lineage
-from .models import model_totals
+from ..network.models import model_totals
 from .train import FinetuneResult, Recipe, finetune, make_recipe
 
 

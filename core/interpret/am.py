@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from .cache import cached
-from .models import frozen, is_staged, layer_names, mask_point, unit_count
+from ..engine.cache import cached
+from ..network.models import frozen, is_staged, layer_names, mask_point, unit_count
 
 Progress = Callable[[int, int], None]
 AM_VERSION = 1  # bump when the algorithm changes, so stale cache entries are not reused
@@ -289,7 +289,7 @@ def am_images(model: nn.Module, layer: str, steps: int = 256, lr: float = 0.05, 
                 {"seconds": time.perf_counter() - start})
 
     if cache:
-        from .rankings import weights_digest  # the weights themselves: an edited copy never hits a stale entry
+        from ..network.models import weights_digest  # the weights themselves: an edited copy never hits a stale entry
 
         meta = getattr(model, "meta", None)
         key = {"checkpoint": getattr(meta, "sha256", ""), "weights": weights_digest(model),

@@ -21,7 +21,7 @@ from torch import nn
 from .models import ModelMeta, build_model, is_staged
 
 FORMAT = "neuron-ranking-explorer/checkpoint"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CHECKPOINT = ASSETS / "lenet5_digits.pt"
 
 

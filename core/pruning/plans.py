@@ -26,11 +26,11 @@ import numpy as np
 from torch import nn
 
 from . import curves as _curves
-from .data import DataSplit
-from .engine import Engine
-from .models import build_model, is_staged, layer_names, model_totals, unit_count
-from .rankings import Ranking, rank
-from .similarity import Clusters, cluster_filters
+from ..data import DataSplit
+from ..engine import Engine
+from ..network.models import build_model, is_staged, layer_names, model_totals, unit_count
+from ..rankings import Ranking, rank
+from ..interpret.similarity import Clusters, cluster_filters
 
 RankingLike = Ranking | np.ndarray
 Progress = Callable[[int, int], None]
@@ -244,8 +244,8 @@ def plan_from_pr(engine: Engine, rankings: Mapping[str, RankingLike] | None, pr:
     (no retraining, the chosen order) costs at most ``pr`` accuracy points (0.5 = half a percent)
     on the engine's split; then all layers are pruned together.
 
-    Each layer's costs are one batched ``core.curves.layer_curve`` over every count (an engine call).
-    ``pool``: a ``core.distributed`` pool on ``engine`` (e.g. ``RayPool(engine)``) that runs those
+    Each layer's costs are one batched ``core.pruning.curves.layer_curve`` over every count (an engine call).
+    ``pool``: a ``core.engine.pools`` pool on ``engine`` (e.g. ``RayPool(engine)``) that runs those
     calls, one task per layer; the plan equals the local one exactly."""
     if not pr >= 0:
         raise ValueError(f"Pr is a tolerated accuracy drop in points and cannot be negative (got {pr})")
@@ -255,7 +255,7 @@ def plan_from_pr(engine: Engine, rankings: Mapping[str, RankingLike] | None, pr:
     counts, details = {}, {}
     chosen = list(layers or list(units))
     tasks = []
-    for layer in chosen:  # what core.curves.layer_curve(engine, layer, scores, counts=0..len(order)) evaluates
+    for layer in chosen:  # what core.pruning.curves.layer_curve(engine, layer, scores, counts=0..len(order)) evaluates
         order = orders[layer][0]
         scores = np.full(units[layer], float(len(order) + 1))  # not in the order: never removed
         scores[order] = np.arange(len(order), dtype=float)  # removal order = lowest score first
@@ -305,7 +305,7 @@ def totals_for_widths(model: nn.Module, widths: Sequence[int]) -> dict[str, int]
                          "for a torchvision model give widths or a Pr budget")
     arch, params, classes = _structure(model)
     params = {**params, "widths": list(widths)}
-    from .models import input_shape
+    from ..network.models import input_shape
     built = build_model(arch, params, classes, [0.0] * params.get("in_channels", 1),
                         [1.0] * params.get("in_channels", 1))
     return model_totals(built, input_shape(model))
@@ -370,7 +370,7 @@ def prune(model: nn.Module, plan: Plan | Mapping[str, Sequence[int]]) -> nn.Modu
     if is_staged(model):
         from .prune import prune_model
         return prune_model(model, off)
-    from .coupling import prune_coupled
+    from ..network.coupling import prune_coupled
     return prune_coupled(model, off)
 
 
