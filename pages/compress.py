@@ -130,7 +130,7 @@ with friendly_errors():
                 + "; ".join(" + ".join(g) for g in groups))
 
     masked = engine.evaluate(plan.off)  # the masked network = the pruned one (tested)
-    pruned_totals = core.pruning.plans.totals_for_widths(chosen.model, list(plan.widths.values())) \
+    pruned_totals = core.pruning.budgets.totals_for_widths(chosen.model, list(plan.widths.values())) \
         if core.network.models.is_staged(chosen.model) else core.model_totals(core.prune(chosen.model, plan))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Kept widths", plan.widths_string(), help=f"Original: {widths_now}")

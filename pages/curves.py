@@ -9,7 +9,7 @@ from core.pruning.curve_sets import ALL_LAYERS, curve_set
 from core.pruning.curves import MAX_SEEDS, MIN_SEEDS
 from core.pruning.curve_plots import MIRROR_SUFFIX, curves_figure, sensitivity_figure
 from core.pruning.network_curves import network_curves, sensitivity_grid
-from core.rankings import METHODS, method_params, rank
+from core.rankings import METHODS, method_params, rank, ran_label
 from ui.rankings import known_rankings, remember_ranking
 from ui.explain import explain
 from ui.state import friendly_errors, ray_pool, selection
@@ -40,7 +40,7 @@ def memo(key: tuple, compute):
 
 def on_demand(engine) -> dict[str, tuple[str, dict]]:
     """label -> (method, params) of the rankings this page computes when picked (labels as core.rank gives them)."""
-    return {METHODS[m].label(method_params(m, p, engine)): (m, p) for m, p in ON_DEMAND}
+    return {ran_label(METHODS[m], method_params(m, p, engine)): (m, p) for m, p in ON_DEMAND}
 
 
 def method_entries(layer_chosen, picked: list[str], session: dict, offered: dict) -> list:

@@ -94,21 +94,28 @@ def test_negative_pr_and_bad_budgets_are_refused(model, engine, l1):
 # --- (b) paper B's Pr rule ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("pr", [0.5, 2.0])
-def test_pr_rule_each_layer_alone_costs_at_most_pr_and_one_more_unit_costs_more(model, engine, digits_val, pr):
+@pytest.mark.parametrize("crossing", ["first", "largest"])
+def test_pr_rule_each_layer_alone_costs_at_most_pr_and_one_more_unit_costs_more(model, engine, digits_val, pr,
+                                                                                crossing):
     rankings = core.layer_rankings(model, digits_val, "random", engine=engine, seed=1)
-    plan = core.plan_from_pr(engine, rankings, pr)
+    plan = core.plan_from_pr(engine, rankings, pr, crossing=crossing)
     base = engine.evaluate().accuracy
     assert plan.details["base_accuracy"] == base
     for layer, units in plan.units.items():
         off = plan.off.get(layer, [])
         assert base - engine.evaluate({layer: off}).accuracy <= pr / 100 + 1e-9  # alone, no retraining
         assert sorted(off) == sorted(rankings[layer].lowest(len(off)))
-        if len(off) < units - 1:  # the largest such n: every larger count (this order) costs more than Pr
-            order = rankings[layer].lowest(units - 1)
-            keep = np.ones((units - 1 - len(off), units))
-            for row, m in enumerate(range(len(off) + 1, units)):
-                keep[row, order[:m]] = 0
-            assert (base - engine.evaluate_masks(layer, keep).accuracy).min() > pr / 100
+        order = rankings[layer].lowest(units - 1)
+        keep = np.ones((units, units))
+        for m in range(units):
+            keep[m, order[:m]] = 0
+        drop = base - engine.evaluate_masks(layer, keep).accuracy  # drop[m]: the first m of the order removed
+        n = len(off)
+        if crossing == "first":  # every count up to n fits, the next one is the first that costs more
+            assert drop[:n + 1].max() <= pr / 100 + 1e-9
+            assert n == units - 1 or drop[n + 1] > pr / 100
+        elif n < units - 1:  # the largest such n: every larger count (this order) costs more than Pr
+            assert drop[n + 1:units].min() > pr / 100
     assert plan.removed() > 0
     pruned = core.prune(model, plan)  # all layers together
     assert core.model_totals(pruned)["params"] < core.model_totals(model)["params"]

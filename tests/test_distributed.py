@@ -58,6 +58,7 @@ def test_worker_that_dies_mid_task_is_replaced_and_the_result_is_unchanged(pool,
 
     class DyingPool:  # the real pool, running a task that takes its worker down once
         workers = pool.workers
+        identity = pool.identity
 
         def map(self, fn, arglist, on_result=None):
             assert fn is shapley_module._engine_chain_task

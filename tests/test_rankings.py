@@ -206,7 +206,7 @@ def test_cli_rank_writes_json_and_errors_are_one_line(tmp_path, capsys):
     payload = json.loads(out.read_text())
     assert payload["method"] == "shapley" and payload["params"]["samples"] == 10 and len(payload["scores"]) == 10
     assert sorted(payload["order"]) == list(range(10)) and len(payload["stderr"]) == 10
-    assert "Shapley (sampled, 10 perms)" in capsys.readouterr().out
+    assert "Shapley (sampled, 10 perms, seed 2)" in capsys.readouterr().out
     for argv, message in [(["rank", "--layer", "conv1", "--method", "l1", "--exact"], "--exact applies"),
                           (["rank", "--layer", "nope"], "unknown layer"),
                           (["rank", "--layer", "conv1", "--k", "30"], "k <= 9")]:

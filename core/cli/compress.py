@@ -42,7 +42,7 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
 @command("compress", _compress_args)
 def compress(args: argparse.Namespace) -> int:
     """Plan, prune, fine-tune and export a smaller model (paper A Table 2, paper B hierarchical pruning)."""
-    from ..pruning import plans
+    from ..pruning import budgets, plans
     from ..pruning.export import atomic_write, export_checkpoint, export_onnx
     from ..pruning.report import compress_model, report_markdown
     from ..pruning.train import make_recipe
@@ -83,7 +83,7 @@ def compress(args: argparse.Namespace) -> int:
         elif args.pr is not None:
             plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters, pool=pools.on(engine))
         else:
-            plan = plans.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
+            plan = budgets.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
                                           clusters, args.empty_clusters)
     with progress_bar("fine-tune", "it") as progress:
         result = compress_model(model, split["train"], val, plan, recipe, test=split["test"],

@@ -27,6 +27,7 @@ from torch import nn
 from ..data import DataSplit
 from ..network.device import model_device
 from ..network.models import is_staged, layer_names, mask_point, unit_count
+from .state import identity, shared_eval_mode, weights_state
 from .masks import (BatchResult, EvalResult, Off, _broadcast, check_compatible, check_precision, keep_vector)
 
 _LINEAR_CACHE_BYTES = 384 * 2**20  # the per-channel contribution cache is skipped above this
@@ -47,17 +48,12 @@ def _model_lock(model: nn.Module) -> threading.Lock:
 
 def _in_eval_mode(method):
     """Run an Engine method with the model's modules in eval mode (BatchNorm statistics, no dropout), then
-    put back the modes found: a notebook user's model in train mode stays in train mode."""
+    put back the modes found, per module: a notebook user's model in train mode stays in train mode. The
+    modes are restored when the last concurrent pass on the model ends (``state.shared_eval_mode``)."""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
-        training = [m for m in self.model.modules() if m.training]
-        for module in training:
-            module.training = False
-        try:
+        with shared_eval_mode(self.model):
             return method(self, *args, **kwargs)
-        finally:
-            for module in training:
-                module.training = True
     return run
 
 
@@ -86,8 +82,31 @@ class Engine:
         self._frozen: list[tuple[str, nn.Module]] | None = None
         self._coupled: list[list[str]] | None = None
         self._labels = data.labels.to(self.device)
+        self._weights_state = weights_state(model)  # the caches below were built from these weights
+        self._identity: tuple | None = None
 
     # --- public API ---------------------------------------------------------------------
+
+    def identity(self) -> dict[str, str]:
+        """What this engine evaluates on: weights digest and dtype, data split and content, precision
+        (``core.engine.state.identity``); a pool carries its engine's and consumers compare the two."""
+        state = self._sync_weights()
+        with self._lock:
+            if self._identity is None or self._identity[0] != state:
+                self._identity = (state, identity(self.model, self.data, self.precision))
+            return dict(self._identity[1])
+
+    def _sync_weights(self) -> tuple:
+        """Drop the prefix, linear and frozen-copy caches when the weights changed in place since they were
+        built (an optimizer step, ``load_state_dict``, an edit through ``.data``)."""
+        state = weights_state(self.model)
+        with self._lock:
+            if state != self._weights_state:
+                self._prefix.clear()
+                self._linear.clear()
+                self._frozen = None
+                self._weights_state = state
+        return state
 
     def units(self, layer: str) -> int:
         self._check_layer(layer)
@@ -169,6 +188,7 @@ class Engine:
     def activations(self, layer: str) -> torch.Tensor:
         """The layer's unmasked output on every image of the split (cached)."""
         self._check_layer(layer)
+        self._sync_weights()
         with self._lock:
             if layer not in self._prefix:
                 self._prefix[layer] = self._compute_prefix(layer)

@@ -26,6 +26,7 @@ from torch import nn
 from ..network.checkpoint import checkpoint_bytes, load_checkpoint
 from ..data import DataSplit
 from .masking import Engine
+from .state import check_identity
 from ..network.models import is_staged
 
 
@@ -46,6 +47,11 @@ class LocalPool:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.data_key = engine.data.key
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Its engine's identity now (the tasks run on that engine, with its current weights)."""
+        return self.engine.identity()
 
     def map(self, fn: Callable, arglist: Sequence[tuple], on_result: OnResult | None = None) -> list:
         results = []
@@ -165,7 +171,10 @@ class RayPool:
         self._data = ray.put(engine.data)
         self._precision = getattr(engine, "precision", "float32")
         self._batch_size = engine.batch_size
-        self.data_key = engine.data.key  # what the workers evaluate on (rank() checks it against its engine)
+        self.data_key = engine.data.key
+        # what the workers evaluate on: the engine's weights, data and precision when the pool was made
+        # (every consumer compares it with its own engine's, check_pool)
+        self.identity = engine.identity()
         self.actors = [self._start() for _ in range(self.workers)]
         self.replaced = 0  # workers replaced after dying (tests and the benchmark read it)
         self.round_seconds: list[float] = []  # wall time of each map call
@@ -227,6 +236,14 @@ class RayPool:
         self.close()
 
 
+def check_pool(pool, engine: Engine) -> None:
+    """Refuse (ValueError, one line) a pool that does not evaluate on ``engine``'s model weights, data content
+    and precision: its results would be another model's numbers under this one's name (and cache key)."""
+    if pool is None or (isinstance(pool, LocalPool) and pool.engine is engine):
+        return
+    check_identity(getattr(pool, "identity", None), engine.identity())
+
+
 def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | None = None) -> LocalPool | RayPool:
     """A RayPool when workers or an address are given, else a LocalPool on ``engine``. The workers run
     where the engine runs (RayPool's default), so a Ray run matches a local one."""
@@ -235,4 +252,4 @@ def engine_pool(engine: Engine, workers: int | None = None, ray_address: str | N
     return RayPool(engine, workers, ray_address)
 
 
-__all__ = ["LocalPool", "RayPool", "WorkerError", "engine_pool", "model_bytes", "model_from_bytes", "ray_init"]
+__all__ = ["LocalPool", "RayPool", "WorkerError", "engine_pool", "check_pool", "model_bytes", "model_from_bytes", "ray_init"]

@@ -20,19 +20,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from .models import input_shape, layer_names
-
-
-def _private_copy(model: nn.Module) -> nn.Module:
-    """A deep copy without the hooks that others may have registered on the original (deepcopy copies them)."""
-    copied = copy.deepcopy(model)
-    for module in copied.modules():
-        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
-            hooks = getattr(module, name, None)
-            if hooks:
-                hooks.clear()
-    return copied
+from .models import input_shape, layer_names, private_copy as _private_copy
 
 
 def _graph(model: nn.Module):

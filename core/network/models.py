@@ -10,6 +10,7 @@ output of the BatchNorm that follows its conv (or the conv/linear itself when no
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 
 from collections import OrderedDict
@@ -184,7 +185,20 @@ def unit_count(model: nn.Module, layer: str) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
-def _macs_per_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Module, int]:
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy without the hooks that others may have registered on the original (deepcopy copies them)."""
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            hooks = getattr(module, name, None)
+            if hooks:
+                hooks.clear()
+    return copied
+
+
+def _macs_per_module(original: nn.Module, input_shape: Sequence[int]) -> dict[nn.Module, int]:
+    """Multiply-adds of every conv/linear of ``original`` (keys: its modules), counted on a private copy."""
     macs: dict[nn.Module, int] = {}
 
     def hook(module, inputs, output):
@@ -194,18 +208,17 @@ def _macs_per_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Mo
         else:
             macs[module] = int(module.in_features * module.out_features)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    training = model.training  # eval: a train-mode BatchNorm would update its running statistics
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        model.train(training)
-        for h in handles:
-            h.remove()
-    return macs
+    # a private copy: hooks and a forward pass on a model others may be using (another thread, a
+    # partly frozen model whose modules have their own modes) would change what they see
+    private = private_copy(original).eval()
+    for m in private.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(hook)
+    device = next(private.parameters()).device
+    with torch.no_grad():
+        private(torch.zeros(1, *input_shape, device=device))
+    originals = dict(zip(private.modules(), original.modules()))
+    return {originals[m]: n for m, n in macs.items()}
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int]:
@@ -248,7 +261,7 @@ def model_totals(model: nn.Module, shape: Sequence[int] | None = None) -> dict[s
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Model in eval mode with weights not requiring grad, both restored on exit."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    training = model.training
+    training = [m for m in model.modules() if m.training]  # per module: a partly frozen model keeps its modes
     model.eval()
     for p, _ in flags:
         p.requires_grad_(False)
@@ -257,7 +270,8 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-        model.train(training)
+        for module in training:
+            module.training = True
 
 
 def weights_digest(model: nn.Module) -> str:

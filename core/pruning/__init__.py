@@ -1,5 +1,5 @@
 """Acting on a ranking (the acting half of both papers): pruning curves (``curves``, ``curve_sets``,
-``network_curves``, ``curve_plots``), compression plans (``plans``), physical pruning (``prune``),
+``network_curves``, ``curve_plots``), compression plans (``plans``, ``budgets``), physical pruning (``prune``),
 training and fine-tuning (``train``), export (``export``) and the compression report (``report``).
 Stands on every room below it; only ``cli`` and the package face stand above."""
 from .curve_plots import curves_figure, sensitivity_figure
@@ -8,7 +8,8 @@ from .curves import Curve, RandomBand, layer_curve, random_band
 from .export import export_checkpoint, export_onnx, verify_onnx
 from .network_curves import Sensitivity, network_curves, sensitivity_grid
 from .prune import prune_model  # before .plans: the package's name ``prune`` is plans.prune, not this module
-from .plans import Plan, layer_clusters, layer_rankings, plan_from_budget, plan_from_pr, plan_from_widths, prune
+from .plans import Plan, layer_clusters, layer_rankings, plan_from_pr, plan_from_widths, prune
+from .budgets import plan_from_budget
 from .report import CompressionResult, Row, compress_model, report_csv, report_markdown
 from .train import RECIPES, Cancelled, FinetuneResult, Recipe, finetune, make_recipe
 

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..engine.pools import LocalPool
+from ..engine.pools import LocalPool, check_pool
 from ..engine import Engine
 from ..rankings import Ranking
 
@@ -170,6 +170,7 @@ def _run(engine: Engine, pool, fn: Callable, arglist: Sequence[tuple], on_result
     """``fn(engine, *args)`` for every task: on ``pool`` (a ``core.engine.pools`` pool) or here."""
     if pool is None:
         pool = LocalPool(engine)
+    check_pool(pool, engine)  # another model's, split's or precision's pool is refused in one line
     return pool.map(fn, arglist, on_result)
 
 

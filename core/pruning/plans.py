@@ -19,6 +19,7 @@ emptied.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -49,6 +50,12 @@ class Plan:
     cluster_aware: bool = False
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)  # per-layer numbers of the rule (e.g. Pr costs)
+    groups: list[list[str]] = field(default_factory=list)  # coupled layers: one unit of the plan each
+
+    def planning_units(self) -> list[list[str]]:
+        """What the plan decides on, in layer order: each coupled group once (its members), every other
+        layer alone. The members of a group keep the same units (their channels are one)."""
+        return plan_groups(list(self.units), self.groups)
 
     @property
     def widths(self) -> dict[str, int]:
@@ -63,7 +70,8 @@ class Plan:
     def to_dict(self) -> dict:
         return {"widths": self.widths, "widths_string": self.widths_string(), "units": self.units,
                 "off": self.off, "method": self.method, "rule": self.rule, "target": self.target,
-                "cluster_aware": self.cluster_aware, "notes": self.notes, "details": self.details}
+                "cluster_aware": self.cluster_aware, "notes": self.notes, "details": self.details,
+                "groups": self.groups}
 
 
 # --- rankings and clusters for every layer --------------------------------------------------
@@ -153,16 +161,47 @@ def _emptied_note(layer: str, emptied: dict[int, int], removed: int, clusters: C
 
 
 def _make(units: dict[str, int], counts: dict[str, int], orders: dict[str, tuple[np.ndarray, dict]],
-          clusters: Mapping[str, Clusters] | None, **fields) -> Plan:
+          clusters: Mapping[str, Clusters] | None, groups: list[list[str]] | None = None, **fields) -> Plan:
     off, notes = {}, list(fields.pop("notes", []))
-    for layer, n in counts.items():
-        order, emptied = orders[layer]
-        off[layer] = sorted(int(u) for u in order[:n])
-        note = _emptied_note(layer, emptied, n, (clusters or {}).get(layer))
+    for members in plan_groups(list(units), groups or []):
+        counts_here = {counts.get(layer, 0) for layer in members}
+        if len(counts_here) > 1:  # never: every rule plans a group as one unit
+            raise ValueError(f"coupled layers {' + '.join(members)} were planned with different counts")
+        for layer in members:
+            order, emptied = orders[layer]
+            off[layer] = sorted(int(u) for u in order[:counts.get(layer, 0)])
+        note = _emptied_note(members[0], orders[members[0]][1], counts.get(members[0], 0),
+                             (clusters or {}).get(members[0]))
         if note:
             notes.append(note)
     return Plan(units, {k: v for k, v in off.items() if v}, notes=notes,
-                cluster_aware=clusters is not None, **fields)
+                cluster_aware=clusters is not None, groups=[list(g) for g in groups or []], **fields)
+
+
+_GROUPS: "weakref.WeakKeyDictionary[nn.Module, list[list[str]]]" = weakref.WeakKeyDictionary()
+
+
+def coupled_layers(model: nn.Module) -> list[list[str]]:
+    """The model's coupled groups (``core.network.coupling``; [] for our staged models), traced once per model."""
+    if is_staged(model):
+        return []
+    if model not in _GROUPS:
+        from ..network.coupling import coupled_groups
+        _GROUPS[model] = coupled_groups(model)
+    return _GROUPS[model]
+
+
+def plan_groups(layers: Sequence[str], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """``layers`` as the units a plan decides on: each coupled group once, in the order of its first member."""
+    member_of = {layer: list(g) for g in groups for layer in g}
+    result, seen = [], set()
+    for layer in layers:
+        if layer in seen:
+            continue
+        members = [m for m in member_of.get(layer, [layer]) if m in layers] or [layer]
+        seen.update(members)
+        result.append(members)
+    return result
 
 
 def _label(rankings: Mapping[str, RankingLike] | None, clusters: Mapping[str, Clusters] | None) -> str:
@@ -172,15 +211,26 @@ def _label(rankings: Mapping[str, RankingLike] | None, clusters: Mapping[str, Cl
     return first.label if isinstance(first, Ranking) else "scores"
 
 
-def _orders(model: nn.Module, rankings, clusters, empty_clusters: bool) -> tuple[dict, dict]:
+def _orders(model: nn.Module, rankings, clusters, empty_clusters: bool) -> tuple[dict, dict, list]:
+    """Units per layer, the removal order of every layer and the coupled groups.
+
+    A coupled group (a residual stream: its channel c is one channel in every member) gets one order:
+    by the mean of its members' scores for each channel (Torch-Pruning's group importance, mean
+    reduction), or by its first member's clusters; every member removes the same units."""
     units = {layer: unit_count(model, layer) for layer in layer_names(model)}
+    groups = coupled_layers(model)
     orders = {}
-    for layer, n in units.items():
-        ranking = (rankings or {}).get(layer)
-        if ranking is None and (clusters or {}).get(layer) is None:
-            raise ValueError(f"no ranking for {layer}: give one per prunable layer ({', '.join(units)})")
-        orders[layer] = removal_order(layer, ranking, n, (clusters or {}).get(layer), empty_clusters)
-    return units, orders
+    for members in plan_groups(list(units), groups):
+        lead, source = members[0], (clusters or {}).get(members[0])
+        ranking = None
+        if source is None:
+            missing = [layer for layer in members if (rankings or {}).get(layer) is None]
+            if missing:
+                raise ValueError(f"no ranking for {missing[0]}: give one per prunable layer ({', '.join(units)})")
+            ranking = np.mean([_scores(rankings[layer], units[layer], layer) for layer in members], axis=0)
+        order = removal_order(lead, ranking, units[lead], source, empty_clusters)
+        orders.update(dict.fromkeys(members, order))
+    return units, orders, groups
 
 
 # --- (a) typed widths ---------------------------------------------------------------------------
@@ -222,7 +272,11 @@ def plan_from_widths(model: nn.Module, widths: str | Sequence[int] | Mapping[str
                      clusters: Mapping[str, Clusters] | None = None, empty_clusters: bool = False) -> Plan:
     """A plan keeping exactly ``widths`` units per layer; the lowest-ranked (or by clusters) go."""
     chosen = parse_widths(model, widths)
-    units, orders = _orders(model, rankings, clusters, empty_clusters)
+    units, orders, groups = _orders(model, rankings, clusters, empty_clusters)
+    for members in plan_groups(list(units), groups):
+        if len({chosen[layer] for layer in members}) > 1:
+            raise ValueError(f"{' + '.join(members)} share their channels (a residual add), so they keep the "
+                             f"same units: give them one width, not {', '.join(str(chosen[l]) for l in members)}")
     counts = {}
     for layer, width in chosen.items():
         n = units[layer] - width
@@ -231,134 +285,77 @@ def plan_from_widths(model: nn.Module, widths: str | Sequence[int] | Mapping[str
                              f"(locked units{'' if empty_clusters else ' and each cluster’s last unit'} stay); "
                              f"width {width} needs {n}")
         counts[layer] = n
-    return _make(units, counts, orders, clusters, method=_label(rankings, clusters), rule="widths",
+    return _make(units, counts, orders, clusters, groups, method=_label(rankings, clusters), rule="widths",
                  target="-".join(str(w) for w in chosen.values()))
 
 
 # --- (b) paper B's accuracy-drop budget Pr per layer ----------------------------------------------
 
+CROSSINGS = ("first", "largest")
+
+
+def pr_count(drop: Sequence[float], pr: float, crossing: str = "first") -> int:
+    """Index into a cost curve (``drop[n]``: accuracy points lost removing n units) that paper B's Pr rule
+    picks. ``"first"``: the last count before the curve first costs more than ``pr`` (a noisy curve
+    that dips back under Pr later does not count); ``"largest"``: the largest count anywhere whose
+    cost is within ``pr`` (a noisy curve's luckiest point)."""
+    if crossing not in CROSSINGS:
+        raise ValueError(f"crossing must be one of {', '.join(CROSSINGS)} (got {crossing!r})")
+    fits = np.asarray(drop, dtype=np.float64) <= pr + _EPS
+    if crossing == "largest":
+        return int(np.nonzero(fits)[0].max()) if fits.any() else 0
+    over = np.nonzero(~fits)[0]
+    return max(0, int(over[0]) - 1) if len(over) else len(fits) - 1
+
+
 def plan_from_pr(engine: Engine, rankings: Mapping[str, RankingLike] | None, pr: float,
                  clusters: Mapping[str, Clusters] | None = None, empty_clusters: bool = False,
-                 layers: Sequence[str] | None = None, pool=None) -> Plan:
-    """Paper B's layer level: for each layer the largest n whose removal *from that layer alone*
+                 layers: Sequence[str] | None = None, pool=None, crossing: str = "first") -> Plan:
+    """Paper B's layer level: for each layer the most units n whose removal *from that layer alone*
     (no retraining, the chosen order) costs at most ``pr`` accuracy points (0.5 = half a percent)
-    on the engine's split; then all layers are pruned together.
+    on the engine's split; then all layers are pruned together. ``crossing`` (``pr_count``): "first"
+    (default) stops where the cost curve first exceeds Pr; "largest" takes the largest such n anywhere.
+
+    A coupled group (ResNet residual stream) is one unit of the plan: its cost curve removes each
+    channel from every member at once (the engine masks the whole group), which is what pruning does.
+    ``details``: each layer's (group's) cost curve and chosen cost, and the whole plan's accuracy on
+    the engine's split (``plan_accuracy``; all layers pruned together, no retraining).
 
     Each layer's costs are one batched ``core.pruning.curves.layer_curve`` over every count (an engine call).
     ``pool``: a ``core.engine.pools`` pool on ``engine`` (e.g. ``RayPool(engine)``) that runs those
     calls, one task per layer; the plan equals the local one exactly."""
     if not pr >= 0:
         raise ValueError(f"Pr is a tolerated accuracy drop in points and cannot be negative (got {pr})")
+    if crossing not in CROSSINGS:
+        raise ValueError(f"crossing must be one of {', '.join(CROSSINGS)} (got {crossing!r})")
     model = engine.model
-    units, orders = _orders(model, rankings, clusters, empty_clusters)
+    units, orders, groups = _orders(model, rankings, clusters, empty_clusters)
     base = engine.evaluate().accuracy
     counts, details = {}, {}
-    chosen = list(layers or list(units))
+    wanted = set(layers or units)
+    chosen = [members for members in plan_groups(list(units), groups) if wanted & set(members)]
     tasks = []
-    for layer in chosen:  # what core.pruning.curves.layer_curve(engine, layer, scores, counts=0..len(order)) evaluates
+    for members in chosen:  # what core.pruning.curves.layer_curve(engine, lead, scores, counts=0..len(order)) evaluates
+        layer = members[0]
         order = orders[layer][0]
         scores = np.full(units[layer], float(len(order) + 1))  # not in the order: never removed
         scores[order] = np.arange(len(order), dtype=float)  # removal order = lowest score first
         points = _curves.check_counts(range(len(order) + 1), engine.units(layer))
         tasks += _curves._order_blocks(layer, [_curves.removal_order(scores, "least")], points)  # one call
     results = _curves._run(engine, pool, _curves._masks_task, tasks)
-    for layer, (_, _, points, _), (accuracy, _, _) in zip(chosen, tasks, results):
+    for members, (_, _, points, _), (accuracy, _, _) in zip(chosen, tasks, results):
         drop = (base - accuracy[0]) * 100
-        fits = np.nonzero(drop <= pr + _EPS)[0]
-        n = int(points[fits.max()]) if len(fits) else 0
-        counts[layer] = n
-        details[layer] = {"removed": n, "cost_points": float(drop[list(points).index(n)]),
-                          "curve_points": [float(d) for d in drop]}
+        index = pr_count(drop, pr, crossing)
+        n = int(points[index])
+        counts.update(dict.fromkeys(members, n))
+        details[members[0]] = {"removed": n, "cost_points": float(drop[index]), "members": list(members),
+                               "curve_points": [float(d) for d in drop]}
     for layer in units:
         counts.setdefault(layer, 0)
-    return _make(units, counts, orders, clusters, method=_label(rankings, clusters), rule="pr", target=pr,
-                 details={"base_accuracy": base, "layers": details})
-
-
-# --- (c) a budget of parameters or FLOPs -------------------------------------------------------
-
-def normalized_scores(scores: np.ndarray) -> np.ndarray:
-    """Scores made comparable across layers: shifted so the layer's lowest is 0, divided by the layer's
-    mean (1 = a unit of average importance for its layer; all equal -> all 1)."""
-    shifted = np.asarray(scores, dtype=np.float64) - np.min(scores)
-    mean = shifted.mean()
-    return shifted / mean if mean > 0 else np.ones_like(shifted)
-
-
-def _structure(model: nn.Module) -> tuple[str, dict, int]:
-    """(arch, arch params, classes) of one of our staged models, from its metadata or its layers."""
-    meta = getattr(model, "meta", None)
-    if meta is not None and meta.arch in ("lenet5", "vgg16"):
-        return meta.arch, dict(meta.arch_params), meta.num_classes
-    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    fcs = [n for n in layer_names(model) if n.startswith("fc")]
-    if "conv3" in model._modules:
-        return "vgg16", {"in_channels": first.in_channels, "hidden_layers": len(fcs)}, last.out_features
-    return "lenet5", {"in_channels": first.in_channels}, last.out_features
-
-
-def totals_for_widths(model: nn.Module, widths: Sequence[int]) -> dict[str, int]:
-    """Parameters and FLOPs of the same architecture with these widths (built, then counted)."""
-    if not is_staged(model):
-        raise ValueError("parameter/FLOP budgets need one of our own models (lenet5, vgg16); "
-                         "for a torchvision model give widths or a Pr budget")
-    arch, params, classes = _structure(model)
-    params = {**params, "widths": list(widths)}
-    from ..network.models import input_shape
-    built = build_model(arch, params, classes, [0.0] * params.get("in_channels", 1),
-                        [1.0] * params.get("in_channels", 1))
-    return model_totals(built, input_shape(model))
-
-
-def plan_from_budget(model: nn.Module, rankings: Mapping[str, RankingLike] | None, keep: float,
-                     kind: str = "flops", clusters: Mapping[str, Clusters] | None = None,
-                     empty_clusters: bool = False) -> Plan:
-    """Remove the globally least important units until at most ``keep`` (a share, 0-1) of the model's
-    parameters or FLOPs remain.
-
-    Global order: every layer's units in its own removal order, merged by ``normalized_scores`` of the
-    ranking (each layer's p-th removal gets the layer's p-th lowest normalized score); the fewest
-    removals that reach the budget (binary search, counted on the built smaller architecture)."""
-    if kind not in ("flops", "params"):
-        raise ValueError(f"budget kind must be 'flops' or 'params' (got {kind!r})")
-    if not 0 < keep <= 1:
-        raise ValueError(f"the share of {kind} to keep must be in (0, 1] (got {keep})")
-    units, orders = _orders(model, rankings, clusters, empty_clusters)
-    queue = []
-    for layer, (order, _) in orders.items():
-        source = (clusters or {}).get(layer)
-        raw = source.contribution if source is not None else _scores(rankings[layer], units[layer], layer)
-        values = np.sort(normalized_scores(raw))[:len(order)]
-        queue += [(float(v), p, layer) for p, v in enumerate(values)]
-    queue.sort(key=lambda t: (t[0], t[1]))
-    full = model_totals(model)[kind]
-    goal = keep * full
-
-    def counts_for(m: int) -> dict[str, int]:
-        counts = dict.fromkeys(units, 0)
-        for _, _, layer in queue[:m]:
-            counts[layer] += 1
-        return counts
-
-    def cost(m: int) -> int:
-        counts = counts_for(m)
-        return totals_for_widths(model, [units[l] - counts[l] for l in units])[kind]
-
-    if cost(len(queue)) > goal + _EPS:
-        lowest = cost(len(queue)) / full
-        raise ValueError(f"cannot reach {keep:.0%} of the {kind}: removing every removable unit leaves "
-                         f"{lowest:.1%}")
-    lo, hi = 0, len(queue)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if cost(mid) <= goal + _EPS:
-            hi = mid
-        else:
-            lo = mid + 1
-    counts = counts_for(lo)
-    return _make(units, counts, orders, clusters, method=_label(rankings, clusters), rule=kind, target=keep,
-                 details={"full": full, "pruned": cost(lo), "share": cost(lo) / full})
+    plan = _make(units, counts, orders, clusters, groups, method=_label(rankings, clusters), rule="pr", target=pr,
+                 details={"base_accuracy": base, "layers": details, "crossing": crossing})
+    plan.details["plan_accuracy"] = engine.evaluate(plan.off).accuracy
+    return plan
 
 
 # --- physical pruning -----------------------------------------------------------------------------
@@ -375,5 +372,4 @@ def prune(model: nn.Module, plan: Plan | Mapping[str, Sequence[int]]) -> nn.Modu
 
 
 __all__ = ["Plan", "layer_rankings", "layer_clusters", "cluster_order", "removal_order", "parse_widths",
-           "plan_from_widths", "plan_from_pr", "plan_from_budget", "normalized_scores", "totals_for_widths",
-           "prune"]
+           "plan_from_widths", "plan_from_pr", "plan_groups", "prune"]

@@ -14,6 +14,7 @@ parameters, so a repeated request is instant.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from torch import nn
 
 from ..engine.cache import cached
 from ..data import DataSplit, data_digest
-from ..engine.pools import engine_pool
+from ..engine.pools import check_pool, engine_pool
 from ..engine import Engine
 from ..network.models import weights_digest
 from . import activation, magnitude, random, shapley, switches, taylor
@@ -125,9 +126,7 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     distributed = pool is not None or workers is not None or bool(ray_address)
     if distributed and not (method == "shapley" and params["estimator"] == "sampled"):
         raise ValueError("Ray workers run sampled Shapley only (estimator='sampled'); the other methods run here")
-    if pool is not None and getattr(pool, "data_key", data.key) != data.key:
-        raise ValueError(f"the pool's workers evaluate on {pool.data_key}, not on {data.key}: make the pool "
-                         f"from an engine on this data")
+    check_pool(pool, engine)  # a pool on other weights, data or precision: refused before anything is cached
     ran_on: dict[str, int] = {}  # Ray workers of this call's computation (not stored in the cache)
 
     def compute():
@@ -168,9 +167,22 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
     extra.update(meta.get("extra", {}))
     extra.update(ran_on)
     extra["precision"] = engine.precision
-    label = module.label(params) + ("" if engine.precision == "float32" else f" [{engine.precision}]")
+    label = ran_label(module, params, extra) + ("" if engine.precision == "float32" else f" [{engine.precision}]")
     return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
                    float(meta["seconds"]), label, extra, cached=hit["hit"])
+
+
+def ran_label(module, params: dict, extra: dict | None = None) -> str:
+    """The label of what ran: the method's own label (given ``extra`` when it takes it, e.g. sampled Shapley's
+    permutations after an early stop), plus every parameter that differs from its default and that the
+    method's label does not name (``LABELLED``), so two rankings that differ never share a label."""
+    takes_extra = "extra" in inspect.signature(module.label).parameters
+    text = module.label(params, extra) if takes_extra else module.label(params)
+    named = getattr(module, "LABELLED", ())
+    rest = [f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+            for k, default in module.DEFAULTS.items()
+            if k not in named and k in params and params[k] != default]
+    return f"{text} [{', '.join(rest)}]" if rest else text
 
 
 def _train_engine(model: nn.Module, data: DataSplit, train: DataSplit | Engine | None) -> Engine:
@@ -191,4 +203,4 @@ def _train_engine(model: nn.Module, data: DataSplit, train: DataSplit | Engine |
     return Engine(model, train)
 
 
-__all__ = ["Ranking", "rank", "METHODS", "method_params", "weights_digest", "data_digest"]
+__all__ = ["Ranking", "rank", "METHODS", "method_params", "ran_label", "weights_digest", "data_digest"]

@@ -8,6 +8,8 @@ from ..engine import Engine
 DEFAULTS = {"seed": 0}
 
 
+LABELLED = ("seed",)
+
 def label(params: dict) -> str:
     return f"Random (seed {params['seed']})"
 

@@ -39,6 +39,7 @@ from .game import CHUNK as _CHUNK, EXACT_LIMIT, coalition_values, semivalue, sha
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
             "antithetic": True, "truncation": None, "subset": None, "payoff": "accuracy", "seed": 0}
 ESTIMATORS = ("exact", "truncated", "sampled")
+COMPARABLE_ACROSS_LAYERS = True  # accuracy (or loss) points of the whole network, whatever the layer
 
 
 def normalize(params: dict, engine: Engine | None = None) -> dict:
@@ -80,13 +81,25 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
     return out
 
 
-def label(params: dict) -> str:
-    extra = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}",
-             "sampled": f"sampled, {params.get('samples')} perms"
-                        + ("" if params.get("antithetic", True) else ", no pairs")
-                        + (f", TMC {params['truncation']:g}" if params.get("truncation") else "")
-                        + (f", {params['subset']} images" if params.get("subset") else "")}[params["estimator"]]
-    return f"Shapley ({extra}{', loss' if params['payoff'] == 'loss' else ''})"
+LABELLED = tuple(DEFAULTS)  # the label names every parameter that changes the result (rank() adds none)
+
+
+def label(params: dict, extra: dict | None = None) -> str:
+    """What ran: for the sampled estimator the permutations actually evaluated (fewer than requested
+    after an early stop), the early stop's top_k and confidence, and the seed when it is not 0."""
+    sampled = ""
+    if params["estimator"] == "sampled":
+        ran = int((extra or {}).get("permutations", params.get("samples")))
+        requested = int(params.get("samples"))
+        sampled = (f"sampled, {ran} perms" if ran == requested else f"sampled, {ran} of {requested} perms")
+        sampled += ("" if params.get("antithetic", True) else ", no pairs")
+        if params.get("top_k"):
+            sampled += f", top {params['top_k']} at {float(params.get('confidence', 0.95)):.0%}"
+        sampled += ((f", TMC {params['truncation']:g}" if params.get("truncation") else "")
+                    + (f", {params['subset']} images" if params.get("subset") else "")
+                    + (f", seed {params['seed']}" if params.get("seed", 0) != 0 else ""))
+    extra_text = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}", "sampled": sampled}[params["estimator"]]
+    return f"Shapley ({extra_text}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
 def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled", payoff: str = "accuracy",

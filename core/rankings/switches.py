@@ -59,6 +59,8 @@ def uses_training_split(params: dict) -> bool:
     return params["split"] == "train"
 
 
+LABELLED = ("alpha0", "split")  # rank() adds the others to the label when not their defaults
+
 def label(params: dict) -> str:
     where = "" if params.get("split", "train") == "train" else ", trained on val"
     return f"Switches (alpha0={params['alpha0']:g}{where})"
