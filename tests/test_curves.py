@@ -168,7 +168,8 @@ def test_summary_numbers_on_a_hand_made_curve():
     assert table.loc["good", "area"] == pytest.approx((1 + 0.995 + 0.995 + 0.99 + 0.99 + 0.6 + 0.6 + 0.2) / 8)
     assert table.loc["good", "max rate within 1 pt"] == 0.5 and table.loc["good", "units within 1 pt"] == 2
     assert table.loc["L1", "max rate within 1 pt"] == 0.0
-    assert table.loc["good", "above band"] == "3/5" and table.loc["good", "below band"] == "0/5"
+    # the two end points are one network for every ranking: not counted
+    assert table.loc["good", "above band"] == "3/3" and table.loc["good", "below band"] == "0/3"
     assert table.loc["good", "first above band"] == 0.25
     assert table.loc["good", "vs L1 (above/below)"] == "2/1"
     assert table.loc["Random (mean of 5 seeds)", "area"] == pytest.approx(

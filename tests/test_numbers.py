@@ -243,3 +243,19 @@ def test_each_removal_is_valued_by_its_own_unit():
     # a cluster order removes unit 2 first: its value is its own 0.3, not the layer's lowest 0.05
     np.testing.assert_allclose(removal_values(np.array([2, 0, 1]), scores), [0.3, 0.3, 0.5])
     np.testing.assert_allclose(removal_values(np.array([3, 0, 2]), scores), [0.05, 0.1, 0.3])
+
+
+# --- 6. counts and claims: masking a pre-activation model -------------------------------------------
+
+def test_a_densenet_layer_whose_channels_enter_a_batchnorm_is_refused_not_masked_wrongly():
+    from core.network.checkpoint import torchvision_model
+
+    torch.manual_seed(0)
+    model = torchvision_model("densenet121", pretrained=False)
+    model.meta.input_shape = (3, 32, 32)
+    engine = core.Engine(model, images_split((3, 32, 32), n=2))
+    with pytest.raises(ValueError, match="pre-activation.*not be the pruned one"):
+        engine.evaluate({"net.features.denseblock1.denselayer1.conv2": [0]})
+    # a bottleneck conv is followed by its own BatchNorm: masking it is pruning it, so it is allowed
+    masked = engine.logits({"net.features.denseblock1.denselayer1.conv1": list(range(32))})
+    assert masked.shape == (2, 1000) and float((masked - engine.logits()).abs().max()) > 0

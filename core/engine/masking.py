@@ -80,7 +80,7 @@ class Engine:
         self._linear: dict[str, tuple | None] = {}
         self._lock = threading.Lock()  # one shared engine serves many app sessions
         self._frozen: list[tuple[str, nn.Module]] | None = None
-        self._coupled: list[list[str]] | None = None
+        self._coupled: tuple[list[list[str]], dict[str, str]] | None = None
         self._labels = data.labels.to(self.device)
         self._weights_state = weights_state(model)  # the caches below were built from these weights
         self._identity: tuple | None = None
@@ -348,12 +348,16 @@ class Engine:
 
         Masking a unit of one of them masks it in every layer of its group: that is what pruning it
         means (``core.network.coupling``, Torch-Pruning's dependency graph)."""
+        return self._coupling()[0]
+
+    def _coupling(self) -> tuple[list[list[str]], dict[str, str]]:
+        """(coupled groups, pre-activation layers that masking cannot prune), traced once (``coupling.analyse``)."""
         if self.staged:
-            return []
+            return [], {}
         with self._lock:
             if self._coupled is None:
-                from ..network.coupling import coupled_groups
-                self._coupled = coupled_groups(self.model)
+                from ..network.coupling import analyse
+                self._coupled = analyse(self.model)
             return self._coupled
 
     def _couple(self, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -373,6 +377,12 @@ class Engine:
         per model serializes hooked passes (two engines on one model included), and each hook masks
         only in the thread that registered it, so a hook-free pass running in another thread at the
         same time (feature maps, AM) never sees this call's masks."""
+        faults = self._coupling()[1] if masks else {}
+        for layer in masks:
+            if layer in faults:
+                raise ValueError(f"{layer} cannot be masked here: its channels enter the BatchNorm {faults[layer]} "
+                                 f"(a pre-activation design, e.g. DenseNet), which still adds its shift to a "
+                                 f"zeroed channel, so the masked network would not be the pruned one")
         masks = self._couple(masks)
         owner = threading.get_ident()
 

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 import torch
 from torch import nn
 
-from .models import input_shape, layer_names, private_copy as _private_copy
+from .models import input_shape, layer_names, mask_point, private_copy as _private_copy
 
 
 def _graph(model: nn.Module):
@@ -38,34 +38,54 @@ def _out_handler(tp, module: nn.Module):
     return tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
 
 
-def _members(tp, graph, model: nn.Module, layer: str, names: dict[nn.Module, str], prunable: list[str]) -> list[str]:
+def _group_items(tp, graph, model: nn.Module, layer: str, names: dict[nn.Module, str]) -> list[tuple[str, str]]:
+    """(module name, handler name) of everything that removing one output channel of ``layer`` touches."""
     module = model.get_submodule(layer)
     group = graph.get_pruning_group(module, _out_handler(tp, module), idxs=[0])
+    return [(names.get(item.dep.target.module, ""), getattr(item.dep.handler, "__name__", "")) for item in group.items]
+
+
+def _members(items: list[tuple[str, str]], layer: str, prunable: list[str]) -> list[str]:
     found = []
-    for item in group.items:
-        target = item.dep.target.module
-        name = names.get(target)
-        if name in prunable and getattr(item.dep.handler, "__name__", "") == "prune_out_channels" \
-                and name not in found:
+    for name, handler in items:
+        if name in prunable and handler == "prune_out_channels" and name not in found:
             found.append(name)
     return sorted(found, key=prunable.index) if found else [layer]
 
 
-def coupled_groups(model: nn.Module) -> list[list[str]]:
-    """Groups of prunable layers whose output channels must be removed together (only groups of 2+)."""
+def analyse(model: nn.Module) -> tuple[list[list[str]], dict[str, str]]:
+    """(coupled groups, pre-activation layers) of a torchvision model, from one trace.
+
+    Coupled groups: prunable layers whose output channels must be removed together (only groups of 2+).
+    Pre-activation layers: {layer: a BatchNorm} where a layer's channels reach a BatchNorm that is not the
+    layer's own (DenseNet: a layer's output is concatenated into the next layers' ``norm1``). Masking
+    such a layer zeroes the channel *before* that BatchNorm, which still adds its shift, so the masked
+    network is not the pruned one: the engine refuses to mask them."""
     model = _private_copy(model)  # never trace (hooks, a forward pass) on a model others may be using
     tp, graph = _graph(model)
     names = {m: n for n, m in model.named_modules()}
-    prunable = dict.fromkeys(layer_names(model))
-    groups, seen = [], set()
+    prunable = list(dict.fromkeys(layer_names(model)))
+    groups, seen, faults = [], set(), {}
     for layer in prunable:
         if layer in seen:
             continue
-        members = _members(tp, graph, model, layer, names, list(prunable))
+        items = _group_items(tp, graph, model, layer, names)
+        members = _members(items, layer, prunable)
         seen.update(members)
         if len(members) > 1:
             groups.append(members)
-    return groups
+        own = {names[mask_point(model, m)] for m in members}
+        foreign = [name for name, _ in items
+                   if isinstance(model.get_submodule(name) if name else None, nn.BatchNorm2d) and name not in own]
+        for member in members:
+            if foreign:
+                faults[member] = foreign[0]
+    return groups, faults
+
+
+def coupled_groups(model: nn.Module) -> list[list[str]]:
+    """Groups of prunable layers whose output channels must be removed together (only groups of 2+)."""
+    return analyse(model)[0]
 
 
 def couple_off(off: Mapping[str, Iterable[int]], groups: list[list[str]]) -> dict[str, list[int]]:
@@ -93,7 +113,7 @@ def prune_coupled(model: nn.Module, off: Mapping[str, Iterable[int]]) -> nn.Modu
     for layer in prunable:
         if layer in done or layer not in requested:
             continue
-        members = _members(tp, graph, pruned, layer, names, prunable)
+        members = _members(_group_items(tp, graph, pruned, layer, names), layer, prunable)
         done.update(members)
         units = sorted({u for m in members for u in requested.get(m, [])})
         module = pruned.get_submodule(layer)

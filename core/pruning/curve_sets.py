@@ -185,7 +185,8 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
     * ``area``: mean accuracy over the rates covered (area under the curve, rate axis scaled to 1);
     * ``max rate within 1 pt``: the largest rate before the curve first drops more than ``tolerance``
       (0.01 = 1 point) below the full model (``units within 1 pt``: how many units that is, for a layer);
-    * ``above band`` / ``below band``: points strictly above the best / below the worst random seed;
+    * ``above band`` / ``below band``: points strictly above the best / below the worst random seed, out of
+      the points strictly between nothing and everything removed (the two ends are one network for all);
     * ``first above band``: the smallest rate where the curve rises above the random band;
     * ``vs L1``: points above / below the L1 curve (when L1 is among the curves)."""
     import pandas as pd
@@ -203,10 +204,13 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
             counts = band.counts if curve is None else curve.counts
             ok = row[f"max rate within {tolerance * 100:g} pt"]
             row[f"units within {tolerance * 100:g} pt"] = int(counts[np.argmin(np.abs(rates - ok))]) if ok == ok else 0
-        above = accuracy > band.hi + 1e-12
-        below = accuracy < band.lo - 1e-12
-        row["above band"] = f"{int(above.sum())}/{len(accuracy)}" if curve is not None else ""
-        row["below band"] = f"{int(below.sum())}/{len(accuracy)}" if curve is not None else ""
+        # the end points (nothing removed, everything removed) are the same network for every ranking:
+        # they are not counted, in the numerators nor the denominators
+        inner = (rates > 0) & (rates < 1)
+        above = (accuracy > band.hi + 1e-12) & inner
+        below = (accuracy < band.lo - 1e-12) & inner
+        row["above band"] = f"{int(above.sum())}/{int(inner.sum())}" if curve is not None else ""
+        row["below band"] = f"{int(below.sum())}/{int(inner.sum())}" if curve is not None else ""
         row["first above band"] = float(rates[np.argmax(above)]) if curve is not None and above.any() else np.nan
         if l1 is not None:
             if curve is None or curve is l1:
