@@ -29,19 +29,23 @@ st.caption("Plan how many units each layer keeps, remove the others for real (a 
 
 
 def layer_rankings(chosen: Selection, method: str) -> dict[str, Ranking]:
-    """One ranking per layer: the session's own (Rankings page) when it has one, else computed (disk-cached)."""
+    """One ranking per layer, every layer with the same settings (one label): the session's newest (Rankings
+    page) when it has that setting for every layer, looked up on every run; else computed for every layer
+    with the page's settings (disk-cached, with a progress bar)."""
+    engine = chosen.engine("val")
+    known = {layer: {label: r for label, r in known_rankings(dataclasses.replace(chosen, layer=layer)).items()
+                     if r.method == method} for layer in engine.layers}
+    common = [label for label in reversed(list(known[engine.layers[0]])) if all(label in k for k in known.values())]
+    if common:
+        return {layer: known[layer][common[0]] for layer in engine.layers}
     store = st.session_state.setdefault("_compress_rankings", {})
     key = (chosen.model_key, chosen.dataset, method)
     if key not in store:
-        engine, val = chosen.engine("val"), chosen.data("val")
-        result = {}
-        with st.spinner(f"Ranking every layer by {method}…"):
-            for layer in engine.layers:
-                known = known_rankings(dataclasses.replace(chosen, layer=layer))
-                match = next((r for r in known.values() if r.method == method), None)
-                result[layer] = match or core.rank(chosen.model, val, layer, method, engine=engine,
-                                                   **APP_PARAMS.get(method, {}))
-        store[key] = result
+        bar = st.progress(0.0, text=f"Ranking every layer by {method}…")
+        store[key] = core.layer_rankings(chosen.model, chosen.data("val"), method, engine=engine,
+                                         progress=lambda d, t: bar.progress(d / t, text=f"{method}: layer {d}/{t}"),
+                                         **APP_PARAMS.get(method, {}))
+        bar.empty()
     return store[key]
 
 
@@ -56,19 +60,23 @@ def layer_clusters(chosen: Selection) -> dict[str, core.Clusters]:
     return store[key]
 
 
-def make_plan(rule: str, value, rankings, clusters, empty: bool) -> core.Plan:
+def make_plan(rule: str, value, rankings, clusters, empty: bool, option: str) -> core.Plan:
+    """``option``: the Pr rule's crossing, or the budget's cross-layer order."""
     store = st.session_state.setdefault("_compress_plans", {})
-    key = (chosen.model_key, chosen.dataset, rule, value, tuple((l, r.label) for l, r in rankings.items()),
-           clusters is not None, empty)
+    key = (chosen.model_key, chosen.dataset, rule, value,
+           tuple((l, r.label, r.scores.tobytes()) for l, r in (rankings or {}).items()), clusters is not None, empty,
+           option)
     if key not in store:
         if rule == RULES[0]:
             store[key] = core.plan_from_widths(chosen.model, value, rankings, clusters, empty)
         elif rule == RULES[1]:
             with ray_pool(chosen.engine("val")) as pool:
-                store[key] = core.plan_from_pr(chosen.engine("val"), rankings, value, clusters, empty, pool=pool)
+                store[key] = core.plan_from_pr(chosen.engine("val"), rankings, value, clusters, empty, pool=pool,
+                                               crossing=option)
         else:
             kind = "flops" if rule == RULES[2] else "params"
-            store[key] = core.plan_from_budget(chosen.model, rankings, value, kind, clusters, empty)
+            store[key] = core.plan_from_budget(chosen.model, rankings, value, kind, clusters, empty,
+                                               cross_layer=option)
     return store[key]
 
 
@@ -100,8 +108,8 @@ with friendly_errors():
     rule = left.radio("Plan by", RULES, key="compress_rule",
                       help="Typed widths: kept units per layer. Pr: paper B's layer level — each layer loses the "
                            "most units whose removal (that layer alone, no retraining) costs at most Pr accuracy "
-                           "points. Budget: remove the globally least important units (scores shifted to 0 and "
-                           "divided by the layer's mean) until the share is reached.")
+                           "points. Budget: remove the least important units across layers (the cross-layer order "
+                           "below says how scores of different layers are compared) until the share is reached.")
     if rule == RULES[0]:
         half = "-".join(str(max(1, engine.units(l) // 2)) for l in engine.layers)
         value = mid.text_input("Kept widths", value=half, key="compress_widths",
@@ -111,6 +119,18 @@ with friendly_errors():
                                  key="compress_pr")
     else:
         value = mid.slider("Share to keep", 0.05, 1.0, 0.5, 0.05, key="compress_share")
+    option = ""
+    if rule == RULES[1]:
+        option = {"first crossing": "first", "largest within Pr": "largest"}[mid.radio(
+            "Units removed per layer", ["first crossing", "largest within Pr"], horizontal=True, key="compress_crossing",
+            help="First crossing: the count just before the layer's cost curve first exceeds Pr. Largest within "
+                 "Pr: the largest count anywhere on the curve within Pr (a noisy curve's luckiest point).")]
+    elif rule in RULES[2:]:
+        option = mid.selectbox("Cross-layer order", ["auto", "raw", "normalized"], key="compress_cross_layer",
+                               help="raw: the scores as they are (Shapley values are accuracy points of the whole "
+                                    "network, one scale in every layer); normalized: each layer's scores shifted to 0 "
+                                    "and divided by its mean (every layer loses its lowest unit before any loses a "
+                                    "second); auto: raw for Shapley, normalized otherwise.")
     method_label = right.selectbox("Ranking", list(METHODS), key="compress_method",
                                    help="Which units go inside a layer: the lowest of this ranking (not used "
                                         "when cluster-aware). Rankings computed on the Rankings page are reused.")
@@ -120,16 +140,21 @@ with friendly_errors():
     empty = right.checkbox("Allow emptying whole clusters", key="compress_empty", disabled=not cluster_aware,
                            help="Paper B's 'prune B': in wide layers whole clusters may go (said below).")
 
-    rankings = layer_rankings(chosen, METHODS[method_label])
     clusters = layer_clusters(chosen) if cluster_aware else None
-    plan = make_plan(rule, value, rankings, clusters, empty and cluster_aware)
+    rankings = None if cluster_aware else layer_rankings(chosen, METHODS[method_label])  # clusters need none
+    plan = make_plan(rule, value, rankings, clusters, empty and cluster_aware, option)
+    used = plan.method if cluster_aware else f"{plan.method} (the same settings in every layer)"
+    st.caption(f"Units go by: **{used}**"
+               + (f" · cross-layer order: **{plan.details['cross_layer']}**" if "cross_layer" in plan.details else "")
+               + (f" · Pr rule: **{plan.details['crossing']} crossing**" if "crossing" in plan.details else ""))
     groups = engine.coupled_groups()
     if groups:
         st.info("Coupled layers (their channels meet in a residual add, so a unit can only go from all of them "
                 "at once; masking one here masks the whole group, and pruning removes it from the group): "
                 + "; ".join(" + ".join(g) for g in groups))
 
-    masked = engine.evaluate(plan.off)  # the masked network = the pruned one (tested)
+    test_engine = chosen.engine("test")  # the split of the comparison table below
+    masked = test_engine.evaluate(plan.off)  # the masked network = the pruned one (tested)
     pruned_totals = core.pruning.budgets.totals_for_widths(chosen.model, list(plan.widths.values())) \
         if core.network.models.is_staged(chosen.model) else core.model_totals(core.prune(chosen.model, plan))
     m1, m2, m3, m4 = st.columns(4)
@@ -138,14 +163,20 @@ with friendly_errors():
               f"{pruned_totals['params'] / totals['params'] - 1:+.1%}", delta_color="off")
     m3.metric("FLOPs (multiply-adds)", f"{pruned_totals['flops']:,}",
               f"{pruned_totals['flops'] / totals['flops'] - 1:+.1%}", delta_color="off")
-    base = engine.evaluate().accuracy
-    m4.metric("Accuracy after pruning (val, no retraining)", f"{masked.accuracy:.2%}",
+    base = test_engine.evaluate().accuracy
+    m4.metric("Accuracy after pruning (test, no retraining)", f"{masked.accuracy:.2%}",
               f"{(masked.accuracy - base) * 100:+.2f} pts")
     costs = plan.details.get("layers", {})
-    table = [{"layer": layer, "units": units, "kept": plan.widths[layer], "removed": len(plan.off.get(layer, [])),
-              **({"cost alone (pts)": round(costs[layer]["cost_points"], 3)} if layer in costs else {}),
-              "units removed": ", ".join(map(str, plan.off.get(layer, [])))[:120]}
-             for layer, units in plan.units.items()]
+    if "plan_accuracy" in plan.details:
+        st.caption(f"Pr search on the validation split: each layer's cost alone is in the table; the whole plan "
+                   f"(all layers together, no retraining) costs "
+                   f"{(plan.details['base_accuracy'] - plan.details['plan_accuracy']) * 100:+.2f} pts there "
+                   f"and {(base - masked.accuracy) * 100:+.2f} pts on the test split (the comparison table's).")
+    table = [{"layer": " + ".join(members), "units": plan.units[members[0]], "kept": plan.widths[members[0]],
+              "removed": len(plan.off.get(members[0], [])),
+              **({"cost alone (val pts)": round(costs[members[0]]["cost_points"], 3)} if members[0] in costs else {}),
+              "units removed": ", ".join(map(str, plan.off.get(members[0], [])))[:120]}
+             for members in plan.planning_units()]  # a coupled group is one row: its members keep the same units
     st.dataframe(table, hide_index=True, width="stretch")
     for note in plan.notes:
         st.warning(note)

@@ -37,9 +37,9 @@ def test_plan_fine_tune_and_compare(model):
     assert metric(at, "Parameters") == "7,227" and metric(at, "FLOPs (multiply-adds)") == "134,140"
     plan_table = at.dataframe[0].value
     assert list(plan_table["kept"]) == [5, 7, 45, 20] and list(plan_table["removed"]) == [5, 13, 55, 5]
-    masked = core.Engine(model, core.load_dataset("digits", "val")).evaluate(
+    masked = core.Engine(model, core.load_dataset("digits", "test")).evaluate(  # the comparison table's split
         core.plan_from_widths(model, "5-7-45-20", core.layer_rankings(model, core.load_dataset("digits", "val"))).off)
-    assert metric(at, "Accuracy after pruning (val, no retraining)") == f"{masked.accuracy:.2%}"
+    assert metric(at, "Accuracy after pruning (test, no retraining)") == f"{masked.accuracy:.2%}"
 
     at.number_input(key="compress_epochs").set_value(1)
     at.selectbox(key="compress_track_layer").set_value("conv2")
@@ -79,3 +79,28 @@ def test_cancel_stops_the_job_and_keeps_nothing():
     assert any("cancelled" in w.value for w in at.warning)
     assert len(at.dataframe) == 1  # the plan only: no comparison row, no download buttons
     assert not at.get("download_button")
+
+
+def test_compress_uses_the_sessions_newest_ranking_with_one_setting_in_every_layer_and_says_which(model):
+    """Issue 23 item 8: a ranking computed on the Rankings page after the Compress page's first run is used
+    (the same setting in every layer) and the caption names what was used."""
+    at = open_page(PAGE)
+    at.selectbox(key="compress_method").set_value("Random").run()
+    assert any("Random (seed 0) (the same settings in every layer)" in c.value for c in at.caption)
+    val = core.load_dataset("digits", "val")
+    store = at.session_state["rankings"]
+    model_key, dataset = next(iter(store))[:2]
+    newer = {layer: core.rank(model, val, layer, "random", seed=7) for layer in core.network.models.layer_names(model)}
+    for layer, ranking in newer.items():
+        store.setdefault((model_key, dataset, layer), {})[ranking.label] = ranking
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Random (seed 7) (the same settings in every layer)" in c.value for c in at.caption)
+    expected = core.plan_from_widths(model, "5-10-50-12", newer)
+    assert list(at.dataframe[0].value["removed"]) == [len(expected.off[l]) for l in expected.units]
+    assert list(at.dataframe[0].value["units removed"]) == [", ".join(map(str, expected.off[l]))[:120]
+                                                           for l in expected.units]
+    # only one layer has seed 3: settings are never mixed across layers (seed 7 stays)
+    store[(model_key, dataset, "conv1")]["Random (seed 3)"] = core.rank(model, val, "conv1", "random", seed=3)
+    at.run()
+    assert any("Random (seed 7) (the same settings in every layer)" in c.value for c in at.caption)
