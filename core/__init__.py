@@ -26,6 +26,9 @@ from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, Fi
                       finetune, layer_clusters, layer_curve, layer_rankings, make_recipe, network_curves,
                       plan_from_budget, plan_from_pr, plan_from_widths, prune, prune_model, random_band,
                       report_csv, report_markdown, sensitivity_figure, sensitivity_grid, summarize, verify_onnx)
+from .pruning import pr_count  # noqa: E402  issue 23: paper B's Pr rule on one cost curve
+from .engine.pools import check_pool  # noqa: E402  issue 23: a pool must evaluate on the engine's weights/data
+from .rankings import ran_label  # noqa: E402  issue 23: the label of what ran
 from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
 from .engine import plots  # noqa: E402,F401  (core.plots, as before)
 from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
@@ -49,3 +52,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
+__all__ += ["pr_count", "check_pool", "ran_label"]  # issue 23

@@ -259,3 +259,20 @@ def test_a_densenet_layer_whose_channels_enter_a_batchnorm_is_refused_not_masked
     # a bottleneck conv is followed by its own BatchNorm: masking it is pruning it, so it is allowed
     masked = engine.logits({"net.features.denseblock1.denselayer1.conv1": list(range(32))})
     assert masked.shape == (2, 1000) and float((masked - engine.logits()).abs().max()) > 0
+
+
+# --- the command line reaches the new choices ----------------------------------------------------------
+
+@pytest.mark.parametrize("args, key, value", [
+    (["--pr", "0.5", "--crossing", "largest"], "crossing", "largest"),
+    (["--pr", "0.5"], "crossing", "first"),
+    (["--flops", "0.6", "--cross-layer", "normalized"], "cross_layer", "normalized"),
+])
+def test_cli_compress_takes_the_pr_crossing_and_the_cross_layer_order(tmp_path, capsys, args, key, value):
+    import json
+
+    from core.cli import main
+
+    report = tmp_path / "report.json"
+    assert main(["compress", *args, "--method", "l1", "--recipe", "none", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["plan"]["details"][key] == value

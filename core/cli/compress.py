@@ -20,6 +20,12 @@ def _compress_args(parser: argparse.ArgumentParser) -> None:
     rule.add_argument("--pr", type=float, help="paper B: tolerated accuracy drop per layer, in points (e.g. 0.5)")
     rule.add_argument("--flops", type=float, help="keep this share of the FLOPs (0-1), least important units first")
     rule.add_argument("--params", type=float, help="keep this share of the parameters (0-1)")
+    parser.add_argument("--crossing", default="first", choices=["first", "largest"],
+                        help="--pr: units removed per layer up to where its cost curve first exceeds Pr (first), "
+                             "or the largest count anywhere within Pr (largest)")
+    parser.add_argument("--cross-layer", default="auto", choices=["auto", "raw", "normalized"],
+                        help="--flops/--params: compare scores across layers raw (Shapley: accuracy points), "
+                             "normalized (each layer shifted to 0, divided by its mean), or auto (raw for shapley)")
     parser.add_argument("--method", default="l1", choices=list(METHODS), help="ranking that picks the units")
     parser.add_argument("--samples", type=int, default=None, help="shapley: sampled permutations per layer")
     parser.add_argument("--seed", type=int, default=None, help="seed of random / shapley / switches")
@@ -81,10 +87,11 @@ def compress(args: argparse.Namespace) -> int:
         if args.plan is not None:
             plan = plans.plan_from_widths(model, args.plan, rankings, clusters, args.empty_clusters)
         elif args.pr is not None:
-            plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters, pool=pools.on(engine))
+            plan = plans.plan_from_pr(engine, rankings, args.pr, clusters, args.empty_clusters, pool=pools.on(engine),
+                                      crossing=args.crossing)
         else:
             plan = budgets.plan_from_budget(model, rankings, share, "flops" if args.flops is not None else "params",
-                                          clusters, args.empty_clusters)
+                                            clusters, args.empty_clusters, cross_layer=args.cross_layer)
     with progress_bar("fine-tune", "it") as progress:
         result = compress_model(model, split["train"], val, plan, recipe, test=split["test"],
                                 progress=lambda i, total, stats: progress(i, total))

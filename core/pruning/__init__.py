@@ -8,7 +8,7 @@ from .curves import Curve, RandomBand, layer_curve, random_band
 from .export import export_checkpoint, export_onnx, verify_onnx
 from .network_curves import Sensitivity, network_curves, sensitivity_grid
 from .prune import prune_model  # before .plans: the package's name ``prune`` is plans.prune, not this module
-from .plans import Plan, layer_clusters, layer_rankings, plan_from_pr, plan_from_widths, prune
+from .plans import Plan, layer_clusters, layer_rankings, plan_from_pr, plan_from_widths, pr_count, prune
 from .budgets import plan_from_budget
 from .report import CompressionResult, Row, compress_model, report_csv, report_markdown
 from .train import RECIPES, Cancelled, FinetuneResult, Recipe, finetune, make_recipe
@@ -18,4 +18,4 @@ __all__ = ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "ran
            "layer_rankings", "layer_clusters", "plan_from_widths", "plan_from_pr", "plan_from_budget", "prune",
            "prune_model", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
            "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
-           "report_csv", "report_markdown"]
+           "report_csv", "report_markdown", "pr_count"]
