@@ -37,7 +37,7 @@ def test_rankings_page_computes_shapley_switches_and_compares(model, digits_val)
     expected = core.rank(model, digits_val, "conv1", "shapley", samples=20)  # same numbers, from the cache
     assert expected.cached and shapley_bar["data"][0]["x"] == [f"unit {i}" for i in expected.order()]
     table = at.dataframe[0].value
-    assert set(table.index) == {"L1 norm", "Shapley (sampled, 20 perms)", "Switches (alpha0=2)"}
+    assert set(table.index) == {"L1 norm", "Shapley (sampled, 20 perms)", "Switches (alpha0=2) [epochs=2]"}  # the label says what ran
     assert any(c["data"][0]["type"] == "heatmap" for c in charts(at))
 
 

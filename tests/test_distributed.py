@@ -117,5 +117,5 @@ def test_model_bytes_round_trip_keeps_the_weights(model, digits_val):
 
 
 def test_a_pool_on_other_data_is_refused(model, digits_val, digits_test):
-    with pytest.raises(ValueError, match="make the pool from an engine on this data"):
+    with pytest.raises(ValueError, match="make the pool from an engine on this model and data"):
         rank(model, digits_val, "conv1", "shapley", samples=4, cache=False, pool=LocalPool(core.Engine(model, digits_test)))

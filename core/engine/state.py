@@ -5,8 +5,8 @@
   never finds the model half restored (a train-mode model would otherwise run one thread's pass with
   batch statistics and update the caller's BatchNorm buffers).
 - ``weights_state``: a cheap fingerprint of the weights (each parameter's and buffer's storage, torch's
-  in-place version counter and its sum), so caches built from the weights notice an in-place change
-  (an optimizer step, ``load_state_dict``, ``p.data.mul_(-1)``) and are rebuilt.
+  in-place version counter and a strided sample's sum), so caches built from the weights notice an
+  in-place change (an optimizer step, ``load_state_dict``, ``p.data.mul_(-1)``) and are rebuilt.
 - ``identity``: what a computation ran on (weights digest and dtype, data split and content digest,
   precision); pools carry it and consumers refuse a pool whose identity differs (``check_identity``).
 """
@@ -49,13 +49,20 @@ def shared_eval_mode(model: nn.Module) -> Iterator[None]:
                 del _EVAL[model]
 
 
+_SAMPLED = 4096  # elements per tensor in the fingerprint's sum (a whole-tensor sum would read every weight per pass)
+
+
 def weights_state(model: nn.Module) -> tuple:
-    """Changes whenever a parameter or buffer is replaced or changed in place (storage, version, sum)."""
+    """Changes when a parameter or buffer is replaced (storage) or changed in place through itself (torch's
+    version counter: optimizer steps, ``load_state_dict``, ``p.mul_``), and when an edit through ``.data`` (which
+    bypasses the counter) changes the sum of up to 4,096 evenly strided elements of a tensor (every
+    whole-tensor edit; a single element outside the sample can go unnoticed)."""
     tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
     if not tensors:
         return ()
     with torch.no_grad():
-        sums = torch.stack([t.detach().sum(dtype=torch.float64) for t in tensors]).tolist()
+        sums = torch.stack([t.detach().reshape(-1)[::max(1, t.numel() // _SAMPLED)].sum(dtype=torch.float64)
+                            for t in tensors]).tolist()
     return tuple((t.data_ptr(), t._version, s) for t, s in zip(tensors, sums))
 
 
