@@ -11,10 +11,11 @@ import types
 MOVED = {"models": "network.models", "checkpoint": "network.checkpoint", "coupling": "network.coupling",
          "device": "network.device", "distributed": "engine.pools", "cache": "engine.cache",
          "plots": "engine.plots", "am": "interpret.am", "contributions": "interpret.contributions",
-         "similarity": "interpret.similarity", "compress": "pruning.plans", "prune": "pruning.prune",
+         "similarity": "interpret.similarity", "prune": "pruning.prune",
          "train": "pruning.train", "export": "pruning.export", "report": "pruning.report"}
 # core/curves.py (and curve_plots.py) became four modules; the old path offers all of their names
 CURVES = ("pruning.curves", "pruning.curve_sets", "pruning.network_curves", "pruning.curve_plots")
+COMPRESS = ("pruning.plans", "pruning.budgets")  # core/compress.py: plans, and the budgets split from them (issue 23)
 
 
 def _install() -> None:
@@ -25,6 +26,11 @@ def _install() -> None:
         module = importlib.import_module(f"{__package__}.{name}")
         curves.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
     aliases["curves"] = aliases["curve_plots"] = curves
+    compress = types.ModuleType(f"{__package__}.compress", "Compression plans (the flat layout's core.compress).")
+    for name in COMPRESS:
+        module = importlib.import_module(f"{__package__}.{name}")
+        compress.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+    aliases["compress"] = compress
     for old, module in aliases.items():
         sys.modules.setdefault(f"{__package__}.{old}", module)
         if not hasattr(package, old):  # core.prune stays the function, as before
