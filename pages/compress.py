@@ -19,6 +19,7 @@ METHODS = {"L1 norm": "l1", "Shapley (sampled, 20 permutations)": "shapley", "Im
 APP_PARAMS = {"shapley": {"samples": 20}, "random": {"seed": 0}}  # used when the session has none computed
 RULES = ["Typed widths", "Pr per layer (paper B)", "FLOPs budget", "Parameter budget"]
 JOB = "compress"
+CROSSING_NAMES = {"first": "first crossing", "largest": "largest within Pr"}  # core.plan_from_pr(crossing=)
 
 chosen = selection()
 st.title("Compress")
@@ -121,8 +122,8 @@ with friendly_errors():
         value = mid.slider("Share to keep", 0.05, 1.0, 0.5, 0.05, key="compress_share")
     option = ""
     if rule == RULES[1]:
-        option = {"first crossing": "first", "largest within Pr": "largest"}[mid.radio(
-            "Units removed per layer", ["first crossing", "largest within Pr"], horizontal=True, key="compress_crossing",
+        option = {name: key for key, name in CROSSING_NAMES.items()}[mid.radio(
+            "Units removed per layer", list(CROSSING_NAMES.values()), horizontal=True, key="compress_crossing",
             help="First crossing: the count just before the layer's cost curve first exceeds Pr. Largest within "
                  "Pr: the largest count anywhere on the curve within Pr (a noisy curve's luckiest point).")]
     elif rule in RULES[2:]:
@@ -146,7 +147,7 @@ with friendly_errors():
     used = plan.method if cluster_aware else f"{plan.method} (the same settings in every layer)"
     st.caption(f"Units go by: **{used}**"
                + (f" · cross-layer order: **{plan.details['cross_layer']}**" if "cross_layer" in plan.details else "")
-               + (f" · Pr rule: **{plan.details['crossing']} crossing**" if "crossing" in plan.details else ""))
+               + (f" · Pr rule: **{CROSSING_NAMES[plan.details['crossing']]}**" if "crossing" in plan.details else ""))
     groups = engine.coupled_groups()
     if groups:
         st.info("Coupled layers (their channels meet in a residual add, so a unit can only go from all of them "

@@ -104,3 +104,25 @@ def test_compress_uses_the_sessions_newest_ranking_with_one_setting_in_every_lay
     store[(model_key, dataset, "conv1")]["Random (seed 3)"] = core.rank(model, val, "conv1", "random", seed=3)
     at.run()
     assert any("Random (seed 7) (the same settings in every layer)" in c.value for c in at.caption)
+
+
+def test_pr_plan_shows_layer_costs_and_the_whole_plans_cost_on_the_comparison_split(model):
+    """Issue 23 item 4: the Pr rule's crossing is a choice, and the accuracy after pruning is on the test split
+    (the comparison table's) beside the per-layer costs of the search (validation)."""
+    at = open_page(PAGE)
+    at.radio(key="compress_rule").set_value("Pr per layer (paper B)").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    val, test = core.load_dataset("digits", "val"), core.load_dataset("digits", "test")
+    engine = core.Engine(model, val)
+    plan = core.plan_from_pr(engine, core.layer_rankings(model, val, engine=engine), 0.5)
+    assert plan.details["crossing"] == "first"
+    assert any("Pr rule: **first crossing**" in c.value for c in at.caption)
+    pruned = core.Engine(model, test).evaluate(plan.off).accuracy
+    assert metric(at, "Accuracy after pruning (test, no retraining)") == f"{pruned:.2%}"
+    table = at.dataframe[0].value
+    assert list(table["cost alone (val pts)"]) == [round(plan.details["layers"][l]["cost_points"], 3) for l in plan.units]
+    assert any("whole plan" in c.value and "on the test split" in c.value for c in at.caption)
+    at.radio(key="compress_crossing").set_value("largest within Pr").run()
+    assert any("Pr rule: **largest within Pr**" in c.value for c in at.caption)
+    at.radio(key="compress_rule").set_value("FLOPs budget").run()
+    assert any("cross-layer order: **normalized**" in c.value for c in at.caption)  # L1: auto -> normalized
