@@ -79,8 +79,10 @@ def compress(args: argparse.Namespace) -> int:
     with _Pools(args) as pools:  # one pool on the validation engine serves the rankings and the Pr search
         if args.method == "shapley" and not args.cluster_aware and pools.on(engine) is not None:
             params["pool"] = pools.on(engine)
-        with progress_bar(f"rank {args.method}", "layer") as progress:
-            rankings = plans.layer_rankings(model, val, args.method, engine=engine, progress=progress, **params)
+        rankings = None  # a cluster-aware plan orders units by clusters: no ranking is computed for it
+        if not args.cluster_aware:
+            with progress_bar(f"rank {args.method}", "layer") as progress:
+                rankings = plans.layer_rankings(model, val, args.method, engine=engine, progress=progress, **params)
         if args.cluster_aware:
             with progress_bar("clusters", "layer") as progress:
                 clusters = plans.layer_clusters(model, val, engine=engine, steps=args.am_steps, progress=progress)
