@@ -32,7 +32,7 @@ TEXTS: dict[str, tuple[str, list[str], list[str]]] = {  # page -> (what, formula
     "feature_maps": (
         "What each unit of the layer sees in one image: its feature map (paper A Fig. 1), ordered by a ranking so "
         "you can compare what the top and the bottom units respond to.", [],
-        ["Each square is one unit's map on this image; yellow = strong response, dark = none.",
+        ["Each square is one unit's map on this image; white = strong response, black = none.",
          "▲ marks the top of the ranking, ▼ the bottom."]),
     "am_gallery": (
         "For each unit, the picture that makes it fire most (activation maximization, paper B Eq. 1), grown from "
@@ -48,7 +48,8 @@ TEXTS: dict[str, tuple[str, list[str], list[str]]] = {  # page -> (what, formula
          r"SD_{ij} = \frac{D_{AM}(i,j)}{\overline{D_{AM}}} + \frac{D_\gamma(i,j)}{\overline{D_\gamma}}",
          r"I(F_i) = \mathbb{E}_x\Bigl|\frac{\partial Z}{\partial A_i} A_i\Bigr|"],
         ["Cluster rows: AM images of each cluster, the units a pruning rate removes crossed out in red.",
-         "SD heatmap: dark = similar; boxes are the clusters.",
+         "SD heatmap (a distance): yellow = similar, the same function (0 on the diagonal); dark = different; "
+         "boxes are the clusters.",
          "γ heatmap: red = the unit raises that class's probability, blue = lowers it, white = no effect."]),
     "curves": (
         "What a ranking costs when you act on it: the accuracy after switching off the n least important units, "
