@@ -28,8 +28,11 @@ def test_shapley_by_hand_shows_8_coalitions_6_orders_and_values_that_add_up(mode
     at = open_page("pages/by_hand.py", layer="conv2")
     game = at.session_state["by_hand"]
     players = sorted(game.players)
-    l1 = core.rank(model, digits_val, "conv2", "l1")
-    assert set(players) == {l1.top(1)[0], int(l1.order()[10]), l1.lowest(1)[0]}  # top, middle, bottom by L1
+    assert players == core.teaching_players(core.Engine(model, digits_val), "conv2")  # the default, by a rule
+    assert len({tuple(m[p] for p in players) for _, m in game.orderings}) >= 2  # the order matters
+    widest = max(players, key=lambda p: max(m[p] for _, m in game.orderings) - min(m[p] for _, m in game.orderings))
+    low, high = (f(m[widest] for _, m in game.orderings) * 100 for f in (min, max))
+    assert any(f"unit {widest} adds between {low:+.2f} and {high:+.2f} pts" in c.value for c in at.caption)
     coalitions, orders = at.table[0].value, at.table[1].value
     assert len(coalitions) == 8 and len(orders) == 7  # 6 orders + the average row
     expected = brute_force_shapley(model, digits_val, "conv2", players)
