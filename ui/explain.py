@@ -15,7 +15,10 @@ TEXTS: dict[str, tuple[str, list[str], list[str]]] = {  # page -> (what, formula
         "Switch units of one layer off and the whole network is re-evaluated at once. Switching a unit off is "
         "the same as cutting it out of the network (its channel becomes zero where it enters the next layer). "
         "If accuracy barely moves, the unit was not needed; if it drops, it mattered.", [],
-        ["The accuracy's small print is the change from the full network, in percentage points.",
+        ["Each switch is one unit (a conv filter or an fc neuron). Conv thumbnails: the filter's mean feature map "
+         "over the evaluation images (yellow = strong). fc thumbnails: one bar per class, the neuron's mean "
+         "activation on that class's images (class 0 at the left).",
+         "The accuracy's small print is the change from the full network, in percentage points.",
          "Per-class bars: the grey outline is the full network, blue is with your units off.",
          "Confusion matrix: row = true class, column = predicted; a bright off-diagonal cell is a new mistake."]),
     "rankings": (
@@ -76,11 +79,14 @@ TEXTS: dict[str, tuple[str, list[str], list[str]]] = {  # page -> (what, formula
 }
 
 
-def explain(page: str) -> None:
-    """The page's explanation in an expander, open on this session's first visit to the page."""
+def explain(page: str, open_first: bool = True) -> None:
+    """The page's explanation in an expander, open on this session's first visit to the page.
+
+    ``open_first=False`` keeps it collapsed even then: for pages whose headline content (Live toggles' switches
+    and accuracy) would be pushed below a 1280x720 projector screen by the open box."""
     what, formulas, reading = TEXTS[page]
     seen = st.session_state.setdefault("_explained", set())
-    with st.expander("What am I looking at?", expanded=page not in seen, icon=":material/help:"):
+    with st.expander("What am I looking at?", expanded=open_first and page not in seen, icon=":material/help:"):
         st.markdown(what)
         for formula in formulas:
             st.latex(formula)
