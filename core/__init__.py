@@ -15,7 +15,9 @@ from __future__ import annotations
 from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta, lenet5, load_checkpoint, load_model,
                       model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
+from .data import read_image, suggest_inversion
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
+from .engine import class_probabilities, predict
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from .rankings.by_hand import order_spread, teaching_players
@@ -51,3 +53,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
 __all__ += ["teaching_players", "order_spread"]  # Shapley by hand: default players by a rule
+__all__ += ["read_image", "suggest_inversion", "predict", "class_probabilities"]  # an uploaded drawing

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
-from core.data import read_image
+from core.data import read_image, suggest_inversion
 from core.rankings.plots import feature_map_grid, feature_maps
 from ui.rankings import ranking_picker
 from ui.explain import explain
@@ -25,12 +25,26 @@ with friendly_errors():
                                   type=["png", "jpg", "jpeg"])
         if upload is not None:
             image, conversion = read_image(upload.getvalue(), upload.name, chosen.meta.input_shape)
+            suggested = suggest_inversion(image, data.images)
+            invert = st.checkbox("Invert the brightness (dark ink on light paper → light ink on dark)", value=suggested,
+                                 key=f"invert:{upload.file_id}",
+                                 help="Models trained on MNIST-style digits learned light strokes on a black "
+                                      "background; a drawing on white paper looks like noise to them until inverted.")
+            if suggested:
+                st.info("This picture is dark on a light background, the opposite of the images the model learned "
+                        "from, so it is inverted (untick the box to see the difference).", icon=":material/contrast:")
+            if invert:
+                image, conversion = read_image(upload.getvalue(), upload.name, chosen.meta.input_shape, invert=True)
             st.caption(f"Conversion: {conversion}")
     if image is None:
         st.info("Upload an image to see its feature maps.")
         st.stop()
     pixels = image.permute(1, 2, 0).numpy()
-    st.image(pixels[..., 0] if pixels.shape[2] == 1 else pixels, width=140, clamp=True, caption="model input")
+    picture, verdict = st.columns([1, 3], vertical_alignment="center")
+    picture.image(pixels[..., 0] if pixels.shape[2] == 1 else pixels, width=140, clamp=True, caption="model input")
+    (best, probability), *others = core.predict(chosen.model, image)
+    verdict.metric("The model predicts", best, f"{probability:.1%} probability", delta_color="off", delta_arrow="off")
+    verdict.caption("Next: " + ", ".join(f"{name} ({p:.1%})" for name, p in others))
 
     ranking = ranking_picker(st, chosen)
     marked = st.slider("Units marked at the top and bottom", 1, max(1, chosen.units() // 2),
