@@ -56,6 +56,12 @@ def layer_clusters(chosen: Selection) -> dict[str, core.Clusters]:
     return store[key]
 
 
+def listed(units, limit: int = 120) -> str:
+    """'0, 1, 2, …' cut at a whole number when the list is longer than ``limit`` characters."""
+    text = ", ".join(map(str, units))
+    return text if len(text) <= limit else text[:text.rfind(", ", 0, limit)] + ", … (" + str(len(units)) + " in all)"
+
+
 def make_plan(rule: str, value, rankings, clusters, empty: bool) -> core.Plan:
     store = st.session_state.setdefault("_compress_plans", {})
     key = (chosen.model_key, chosen.dataset, rule, value, tuple((l, r.label) for l, r in rankings.items()),
@@ -139,14 +145,14 @@ with friendly_errors():
     m3.metric("FLOPs (multiply-adds)", f"{pruned_totals['flops']:,}",
               f"{pruned_totals['flops'] / totals['flops'] - 1:+.1%}", delta_color="off")
     base = engine.evaluate().accuracy
-    m4.metric("Accuracy after pruning (val, no retraining)", f"{masked.accuracy:.2%}",
-              f"{(masked.accuracy - base) * 100:+.2f} pts")
+    m4.metric("Accuracy after pruning", f"{masked.accuracy:.2%}", f"{(masked.accuracy - base) * 100:+.2f} pts",
+              help="On the validation split, before any fine-tuning.")
     costs = plan.details.get("layers", {})
     table = [{"layer": layer, "units": units, "kept": plan.widths[layer], "removed": len(plan.off.get(layer, [])),
               **({"cost alone (pts)": round(costs[layer]["cost_points"], 3)} if layer in costs else {}),
-              "units removed": ", ".join(map(str, plan.off.get(layer, [])))[:120]}
+              "units removed": listed(plan.off.get(layer, []))}
              for layer, units in plan.units.items()]
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.table(table, hide_index=True)  # plain tables wrap long cells: they fit 1280 px with the sidebar open
     for note in plan.notes:
         st.warning(note)
 
@@ -238,7 +244,7 @@ with friendly_errors():
     if not rows:
         st.caption("Finished fine-tuning runs appear here, one row each (paper A Table 2 / paper B Tables 1-4).")
     else:
-        st.dataframe(core.pruning.report.report_table(rows), hide_index=True, width="stretch")
+        st.table(core.pruning.report.report_table(rows), hide_index=True)
         st.caption("FLOPs are multiply-adds per image (torch's FlopCounterMode counts each as 2 FLOPs). Accuracies "
                    "on the test split; fine-tuning's early stopping uses the validation split.")
         x, y = st.columns(2)

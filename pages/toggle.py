@@ -13,7 +13,7 @@ COLUMNS = 6  # at 1280x720 with the sidebar open, 8 columns left room for one di
 
 chosen = selection()
 st.title(f"Live toggles — {chosen.layer}")
-explain("toggle", open_first=False)  # open, it would push the switches and the accuracy below a 720-px screen
+explain("toggle")
 
 
 @st.cache_data(show_spinner="Computing unit thumbnails…", max_entries=32)

@@ -35,22 +35,22 @@ def test_plan_fine_tune_and_compare(model):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Kept widths") == "5-7-45-20"
     assert metric(at, "Parameters") == "7,227" and metric(at, "FLOPs (multiply-adds)") == "134,140"
-    plan_table = at.dataframe[0].value
+    plan_table = at.table[0].value
     assert list(plan_table["kept"]) == [5, 7, 45, 20] and list(plan_table["removed"]) == [5, 13, 55, 5]
     masked = core.Engine(model, core.load_dataset("digits", "val")).evaluate(
         core.plan_from_widths(model, "5-7-45-20", core.layer_rankings(model, core.load_dataset("digits", "val"))).off)
-    assert metric(at, "Accuracy after pruning (val, no retraining)") == f"{masked.accuracy:.2%}"
+    assert metric(at, "Accuracy after pruning") == f"{masked.accuracy:.2%}"
 
     at.number_input(key="compress_epochs").set_value(1)
     at.selectbox(key="compress_track_layer").set_value("conv2")
     at.button(key="compress_start").click().run()
     assert job_of(at).wait(120)
-    run_until(at, lambda: len(at.dataframe) >= 2)
+    run_until(at, lambda: len(at.table) >= 2)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert job_of(at).status == "done"
     assert any("Fine-tuning finished" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 1  # the recovery curve (paper B Fig. 6)
-    table = at.dataframe[1].value
+    table = at.table[1].value
     assert list(table["kept widths"]) == ["5-7-45-20"] and list(table["params"]) == ["7,227"]
     row = job_of(at).result["result"].row
     assert row.accuracy_finetuned > row.accuracy_pruned
@@ -77,5 +77,5 @@ def test_cancel_stops_the_job_and_keeps_nothing():
     assert job.wait(60) and job.status == "cancelled" and job.result is None
     at.run()
     assert any("cancelled" in w.value for w in at.warning)
-    assert len(at.dataframe) == 1  # the plan only: no comparison row, no download buttons
+    assert len(at.table) == 1  # the plan only: no comparison row, no download buttons
     assert not at.get("download_button")

@@ -98,14 +98,15 @@ def test_a_link_with_bad_values_opens_the_closest_view_and_says_what_was_ignored
     assert not any(said in w.value for w in at.warning)
 
 
-def test_every_page_explains_itself_open_on_the_first_visit_then_collapsed():
+def test_every_page_explains_itself_open_on_the_first_visit_only_where_the_page_still_fits_720_pixels():
     at = open_page()
     first = at.expander[0]
-    assert first.label == "What am I looking at?" and first.proto.expanded
+    assert first.label == "What am I looking at?" and first.proto.expanded  # the overview fits with it open
     at.run()
     assert at.expander[0].label == "What am I looking at?" and not at.expander[0].proto.expanded
-    for path in ("pages/rankings.py", "pages/similarity.py", "pages/by_hand.py"):
+    for path in ("pages/toggle.py", "pages/rankings.py", "pages/similarity.py", "pages/by_hand.py"):
         at.switch_page(path)
-        at.run()
-        assert at.expander[0].label == "What am I looking at?" and at.expander[0].proto.expanded, path
-        assert len(at.get("latex")) >= 1, path  # the paper's formula
+        at.run()  # a first visit, collapsed: open, the box would push the page's headline below a 720-px screen
+        assert at.expander[0].label == "What am I looking at?" and not at.expander[0].proto.expanded, path
+        if path != "pages/toggle.py":
+            assert len(at.get("latex")) >= 1, path  # the paper's formula, inside the box
