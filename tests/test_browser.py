@@ -157,8 +157,9 @@ ALL_PAGES = PAGES + ["Shapley by hand", "Pruning curves", "Compress"]
 def test_a_shared_link_restores_page_layer_and_units_off_in_a_fresh_browser(browser, app_url):
     first = browser.new_context().new_page()
     open_page(first, f"{app_url}/toggle?layer=conv2")
+    wait_for_switches(first, 20)
     for unit in (3, 7):
-        first.locator("[data-testid='stCheckbox']").nth(unit).click()
+        switch(first, unit).click()
         wait_idle(first)
     first.wait_for_url(re.compile(r"layer=conv2.*off=3(%2C|,)7"), timeout=30_000)  # the address bar follows the view
     link = first.url
