@@ -14,12 +14,13 @@ with friendly_errors():
     st.title(f"Feature maps of {chosen.layer}, ordered by a ranking")
     explain("feature_maps")
 
-    source = st.radio("Image", ["From the dataset", "Upload a PNG/JPEG"], horizontal=True)
+    which, pick = st.columns([1, 2])
+    source = which.radio("Image", ["From the dataset", "Upload a PNG/JPEG"])
     image = None
     if source == "From the dataset":
-        index = st.slider("Image number (validation split)", 0, len(data) - 1, 0)
+        index = pick.slider("Image number (validation split)", 0, len(data) - 1, 0)
         image = data.images[index]
-        st.caption(f"label: {data.class_names[int(data.labels[index])]}")
+        pick.caption(f"label: {data.class_names[int(data.labels[index])]}")
     else:
         upload = st.file_uploader("Any size or colour mode; it is converted to the model's input",
                                   type=["png", "jpg", "jpeg"])
@@ -40,14 +41,15 @@ with friendly_errors():
         st.info("Upload an image to see its feature maps.")
         st.stop()
     pixels = image.permute(1, 2, 0).numpy()
-    picture, verdict = st.columns([1, 3], vertical_alignment="center")
+    # one row: the input, what the model makes of it, and the grid's controls; the grid (the headline) comes next
+    picture, verdict, controls = st.columns([1, 1.2, 2.4], vertical_alignment="center")
     picture.image(pixels[..., 0] if pixels.shape[2] == 1 else pixels, width=140, clamp=True, caption="model input")
     (best, probability), *others = core.predict(chosen.model, image)
     verdict.metric("The model predicts", best, f"{probability:.1%} probability", delta_color="off", delta_arrow="off")
     verdict.caption("Next: " + ", ".join(f"{name} ({p:.1%})" for name, p in others))
 
-    ranking = ranking_picker(st, chosen)
-    marked = st.slider("Units marked at the top and bottom", 1, max(1, chosen.units() // 2),
+    ranking = ranking_picker(controls, chosen)
+    marked = controls.slider("Units marked at the top and bottom", 1, max(1, chosen.units() // 2),
                        min(3, max(1, chosen.units() // 2)))
     maps = feature_maps(chosen.model, chosen.layer, image.unsqueeze(0))[0]
     st.plotly_chart(feature_map_grid(maps, ranking, marked), width="stretch")
