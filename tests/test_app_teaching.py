@@ -110,3 +110,28 @@ def test_every_page_explains_itself_open_on_the_first_visit_only_where_the_page_
         assert at.expander[0].label == "What am I looking at?" and not at.expander[0].proto.expanded, path
         if path != "pages/toggle.py":
             assert len(at.get("latex")) >= 1, path  # the paper's formula, inside the box
+
+
+def test_the_explanations_name_the_colours_the_charts_use():
+    """Similar filters: SD is a distance drawn with a reversed Viridis, so 0 (the same function) is yellow and
+    far apart is dark; feature maps are drawn in grey, strong = white."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from plotly.colors import hex_to_rgb
+
+    from core.rankings.plots import feature_map_grid
+    from ui.explain import TEXTS
+
+    def rgb(colour: str) -> tuple[int, ...]:
+        return hex_to_rgb(colour) if colour.startswith("#") else tuple(int(float(v)) for v in colour[4:-1].split(","))
+
+    scale = core.sd_figure(SimpleNamespace(sd=np.array([[0.0, 2.0], [2.0, 0.0]]))).data[0].colorscale
+    (r, g, b), far = rgb(scale[0][1]), rgb(scale[-1][1])  # SD = 0, the largest SD
+    assert r > 200 and g > 200 and b < 100 and sum(far) < 300
+    reading = " ".join(TEXTS["similarity"][2])
+    assert "yellow = similar" in reading and "dark = different" in reading and "dark = similar" not in reading
+    l1 = core.rank(core.load_model(), core.load_dataset("digits", "val"), "conv1", "l1")
+    grid = feature_map_grid(np.arange(10 * 4 * 4, dtype=np.float32).reshape(10, 4, 4), l1)
+    strongest = grid.layout.coloraxis.colorscale[-1][1]
+    assert min(rgb(strongest)) > 245 and "white = strong response" in " ".join(TEXTS["feature_maps"][2])
