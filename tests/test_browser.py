@@ -203,6 +203,12 @@ def test_every_page_fits_1280x720_without_horizontal_scrolling(browser, app_url)
         }""")
         assert max(overflow) <= 1, (name, overflow)
         assert not problems(page), (name, problems(page))
+        cut = page.evaluate("""() => [
+            ...[...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMetricLabel"] p')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => 'metric label: ' + e.innerText),
+            ...[...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"] .dvn-scroller')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => 'table wider than its box')]""")
+        assert cut == [], (name, cut)  # nothing a projector would show cut off (issue 22)
     page.close()
 
 
