@@ -3,10 +3,13 @@
 Every page calls ``ui.state.selection()`` first: it draws the shared sidebar (model, dataset, layer).
 """
 import sys
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=":material/neurology:", layout="wide")
+# a local icon: a material or emoji page icon is fetched from the internet, which fails in an offline classroom
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+st.set_page_config(page_title="Neuron Ranking Explorer", page_icon=str(ICON), layout="wide")
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),

@@ -15,9 +15,12 @@ from __future__ import annotations
 from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta, lenet5, load_checkpoint, load_model,
                       model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
+from .data import read_image, suggest_inversion
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
+from .engine import class_probabilities, predict
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
+from .rankings.by_hand import order_spread, teaching_players
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
 from .interpret import (AMResult, Clusters, Similarity, am_images, class_contributions, cluster_filters, contact_sheet,
                         gamma_figure, pruning_selection, sd_figure, similarity_matrix)
@@ -53,3 +56,5 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
 __all__ += ["pr_count", "check_pool", "ran_label"]  # issue 23
+__all__ += ["teaching_players", "order_spread"]  # Shapley by hand: default players by a rule
+__all__ += ["read_image", "suggest_inversion", "predict", "class_probabilities"]  # an uploaded drawing

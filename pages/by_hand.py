@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui.explain import explain
 from ui.rankings import known_rankings, remember_ranking
-from ui.state import friendly_errors, selection
+from ui.state import Selection, friendly_errors, selection
 
 PLAYERS = 3
 FULL_PERMUTATIONS = 100
@@ -15,10 +15,11 @@ st.title(f"Shapley by hand — {chosen.layer}")
 explain("by_hand")
 
 
-def default_players(scores) -> list[int]:
-    """Three units with clearly different scores: the top, the middle and the bottom of the L1 ranking."""
-    order = [int(u) for u in (-scores).argsort(kind="stable")]
-    return [order[0], order[len(order) // 2], order[-1]]
+@st.cache_data(show_spinner="Choosing three units whose order matters…", max_entries=32)
+def default_players(model_key: str, data_key: str, layer: str, _chosen: Selection) -> list[int]:
+    """core.teaching_players: among the units whose loss costs most, the three whose marginals change most
+    with the order they join in (two batched engine calls)."""
+    return core.teaching_players(_chosen.engine("val"), layer, PLAYERS)
 
 
 def name(coalition) -> str:
@@ -28,12 +29,13 @@ def name(coalition) -> str:
 with friendly_errors():
     units = chosen.units()
     engine = chosen.engine("val")
-    l1 = next(r for r in known_rankings(chosen).values() if r.method == "l1")
     key = f"players:{chosen.model_key}:{chosen.layer}"
     if key not in st.session_state:
-        st.session_state[key] = default_players(l1.scores)
+        st.session_state[key] = default_players(chosen.model_key, engine.data.key, chosen.layer, chosen)
     players = st.multiselect(f"Three units of {chosen.layer} (the players)", list(range(units)), key=key,
-                             max_selections=PLAYERS, help="Default: the top, middle and bottom unit by L1 norm.")
+                             max_selections=PLAYERS,
+                             help="Default, by a rule: among the 8 units whose loss alone costs the most accuracy, "
+                                  "the three whose marginal contributions change most with the order they join in.")
     if len(players) != PLAYERS:
         st.info(f"Pick {PLAYERS} units.")
         st.stop()
@@ -55,6 +57,14 @@ with friendly_errors():
             for order, m in game.orderings]
     rows.append({"order": "average = Shapley value", **{f"unit {p}": f"{game.values[p] * 100:+.3f}" for p in (a, b, c)}})
     st.table(pd.DataFrame(rows).set_index("order"))
+    swing = {p: [m[p] for _, m in game.orderings] for p in (a, b, c)}
+    widest = max(swing, key=lambda p: max(swing[p]) - min(swing[p]))
+    if max(swing[widest]) > min(swing[widest]):
+        st.caption(f"The order matters: unit {widest} adds between {min(swing[widest]) * 100:+.2f} and "
+                   f"{max(swing[widest]) * 100:+.2f} pts depending on who joined before it — hence the average.")
+    else:
+        st.caption("Here every order gives the same marginals (the players do not interact), so the average "
+                   "changes nothing. Try other units to see the order matter.")
 
     st.subheader("3. The Shapley values")
     columns = st.columns(PLAYERS + 1)

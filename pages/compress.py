@@ -61,6 +61,12 @@ def layer_clusters(chosen: Selection) -> dict[str, core.Clusters]:
     return store[key]
 
 
+def listed(units, limit: int = 120) -> str:
+    """'0, 1, 2, …' cut at a whole number when the list is longer than ``limit`` characters."""
+    text = ", ".join(map(str, units))
+    return text if len(text) <= limit else text[:text.rfind(", ", 0, limit)] + ", … (" + str(len(units)) + " in all)"
+
+
 def make_plan(rule: str, value, rankings, clusters, empty: bool, option: str) -> core.Plan:
     """``option``: the Pr rule's crossing, or the budget's cross-layer order."""
     store = st.session_state.setdefault("_compress_plans", {})
@@ -165,8 +171,8 @@ with friendly_errors():
     m3.metric("FLOPs (multiply-adds)", f"{pruned_totals['flops']:,}",
               f"{pruned_totals['flops'] / totals['flops'] - 1:+.1%}", delta_color="off")
     base = test_engine.evaluate().accuracy
-    m4.metric("Accuracy after pruning (test, no retraining)", f"{masked.accuracy:.2%}",
-              f"{(masked.accuracy - base) * 100:+.2f} pts")
+    m4.metric("Accuracy after pruning", f"{masked.accuracy:.2%}", f"{(masked.accuracy - base) * 100:+.2f} pts",
+              help="On the test split (the comparison table's), before any fine-tuning.")
     costs = plan.details.get("layers", {})
     if "plan_accuracy" in plan.details:
         st.caption(f"Pr search on the validation split: each layer's cost alone is in the table; the whole plan "
@@ -176,9 +182,9 @@ with friendly_errors():
     table = [{"layer": " + ".join(members), "units": plan.units[members[0]], "kept": plan.widths[members[0]],
               "removed": len(plan.off.get(members[0], [])),
               **({"cost alone (val pts)": round(costs[members[0]]["cost_points"], 3)} if members[0] in costs else {}),
-              "units removed": ", ".join(map(str, plan.off.get(members[0], [])))[:120]}
+              "units removed": listed(plan.off.get(members[0], []))}
              for members in plan.planning_units()]  # a coupled group is one row: its members keep the same units
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.table(table, hide_index=True)  # plain tables wrap long cells: they fit 1280 px with the sidebar open
     for note in plan.notes:
         st.warning(note)
 
@@ -270,7 +276,7 @@ with friendly_errors():
     if not rows:
         st.caption("Finished fine-tuning runs appear here, one row each (paper A Table 2 / paper B Tables 1-4).")
     else:
-        st.dataframe(core.pruning.report.report_table(rows), hide_index=True, width="stretch")
+        st.table(core.pruning.report.report_table(rows), hide_index=True)
         st.caption("FLOPs are multiply-adds per image (torch's FlopCounterMode counts each as 2 FLOPs). Accuracies "
                    "on the test split; fine-tuning's early stopping uses the validation split.")
         x, y = st.columns(2)

@@ -182,7 +182,7 @@ with friendly_errors():
     summary = result.summary()
     for column, style in (("area", "{:.3f}"), (summary.columns[2], "{:.0%}"), ("first above band", "{:.0%}")):
         summary[column] = [style.format(v) if v == v else "—" for v in summary[column]]  # NaN: never
-    st.dataframe(summary, hide_index=True, width="stretch")
+    st.table(summary, hide_index=True)  # a plain table: its cells wrap, so it fits 1280 px with the sidebar open
 
     if scope != ALL_LAYERS:
         st.subheader("Carry a mask to Live toggles")

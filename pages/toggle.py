@@ -6,19 +6,14 @@ from core.engine import parse_units
 from core.engine.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
 from ui.rankings import ranking_picker
 from ui.explain import explain
-from ui.state import Selection, friendly_errors, selection
-from ui.view import write_link
+from ui.state import Selection, friendly_errors, publish_view, selection
 
 PAGE_SIZE = 60
-COLUMNS = 8
+COLUMNS = 6  # at 1280x720 with the sidebar open, 8 columns left room for one digit of a unit's number
 
 chosen = selection()
 st.title(f"Live toggles — {chosen.layer}")
 explain("toggle")
-st.caption("Each switch is one unit (a conv filter or an fc neuron). Conv thumbnails: the filter's mean feature map "
-           "over the evaluation images (yellow = strong). fc thumbnails: one bar per class, the neuron's mean "
-           "activation on that class's images (class 0 at the left). Turning a unit off is exactly removing it "
-           "from the network.")
 
 
 @st.cache_data(show_spinner="Computing unit thumbnails…", max_entries=32)
@@ -84,7 +79,7 @@ def panel(split: str) -> None:
                            width="stretch", key="per_class")
         right.plotly_chart(confusion_figure(masked.confusion, engine.data.class_names), width="stretch",
                            key="confusion")
-        write_link(chosen.link_params())  # a toggle reruns only this fragment: keep the address bar in step
+        publish_view(chosen)  # a toggle reruns only this fragment: keep the address bar and the popover in step
 
 
 def switches(units: int, split: str) -> None:

@@ -35,22 +35,22 @@ def test_plan_fine_tune_and_compare(model):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert metric(at, "Kept widths") == "5-7-45-20"
     assert metric(at, "Parameters") == "7,227" and metric(at, "FLOPs (multiply-adds)") == "134,140"
-    plan_table = at.dataframe[0].value
+    plan_table = at.table[0].value
     assert list(plan_table["kept"]) == [5, 7, 45, 20] and list(plan_table["removed"]) == [5, 13, 55, 5]
     masked = core.Engine(model, core.load_dataset("digits", "test")).evaluate(  # the comparison table's split
         core.plan_from_widths(model, "5-7-45-20", core.layer_rankings(model, core.load_dataset("digits", "val"))).off)
-    assert metric(at, "Accuracy after pruning (test, no retraining)") == f"{masked.accuracy:.2%}"
+    assert metric(at, "Accuracy after pruning") == f"{masked.accuracy:.2%}"
 
     at.number_input(key="compress_epochs").set_value(1)
     at.selectbox(key="compress_track_layer").set_value("conv2")
     at.button(key="compress_start").click().run()
     assert job_of(at).wait(120)
-    run_until(at, lambda: len(at.dataframe) >= 2)
+    run_until(at, lambda: len(at.table) >= 2)
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert job_of(at).status == "done"
     assert any("Fine-tuning finished" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) == 1  # the recovery curve (paper B Fig. 6)
-    table = at.dataframe[1].value
+    table = at.table[1].value
     assert list(table["kept widths"]) == ["5-7-45-20"] and list(table["params"]) == ["7,227"]
     row = job_of(at).result["result"].row
     assert row.accuracy_finetuned > row.accuracy_pruned
@@ -77,8 +77,14 @@ def test_cancel_stops_the_job_and_keeps_nothing():
     assert job.wait(60) and job.status == "cancelled" and job.result is None
     at.run()
     assert any("cancelled" in w.value for w in at.warning)
-    assert len(at.dataframe) == 1  # the plan only: no comparison row, no download buttons
+    assert len(at.table) == 1  # the plan only: no comparison row, no download buttons
     assert not at.get("download_button")
+
+
+def listed(units, limit: int = 120) -> str:
+    """The page's 'units removed' cell: the list, cut at a whole number past ``limit`` characters."""
+    text = ", ".join(map(str, units))
+    return text if len(text) <= limit else text[:text.rfind(", ", 0, limit)] + f", … ({len(units)} in all)"
 
 
 def test_compress_uses_the_sessions_newest_ranking_with_one_setting_in_every_layer_and_says_which(model):
@@ -97,9 +103,8 @@ def test_compress_uses_the_sessions_newest_ranking_with_one_setting_in_every_lay
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("Random (seed 7) (the same settings in every layer)" in c.value for c in at.caption)
     expected = core.plan_from_widths(model, "5-10-50-12", newer)
-    assert list(at.dataframe[0].value["removed"]) == [len(expected.off[l]) for l in expected.units]
-    assert list(at.dataframe[0].value["units removed"]) == [", ".join(map(str, expected.off[l]))[:120]
-                                                           for l in expected.units]
+    assert list(at.table[0].value["removed"]) == [len(expected.off[l]) for l in expected.units]
+    assert list(at.table[0].value["units removed"]) == [listed(expected.off[l]) for l in expected.units]
     # only one layer has seed 3: settings are never mixed across layers (seed 7 stays)
     store[(model_key, dataset, "conv1")]["Random (seed 3)"] = core.rank(model, val, "conv1", "random", seed=3)
     at.run()
@@ -118,8 +123,8 @@ def test_pr_plan_shows_layer_costs_and_the_whole_plans_cost_on_the_comparison_sp
     assert plan.details["crossing"] == "first"
     assert any("Pr rule: **first crossing**" in c.value for c in at.caption)
     pruned = core.Engine(model, test).evaluate(plan.off).accuracy
-    assert metric(at, "Accuracy after pruning (test, no retraining)") == f"{pruned:.2%}"
-    table = at.dataframe[0].value
+    assert metric(at, "Accuracy after pruning") == f"{pruned:.2%}"
+    table = at.table[0].value
     assert list(table["cost alone (val pts)"]) == [round(plan.details["layers"][l]["cost_points"], 3) for l in plan.units]
     assert any("whole plan" in c.value and "on the test split" in c.value for c in at.caption)
     at.radio(key="compress_crossing").set_value("largest within Pr").run()

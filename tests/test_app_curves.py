@@ -50,7 +50,7 @@ def test_curves_page_methods_seeds_and_carry_to_live_toggles(model, digits_val, 
     assert np.allclose(values(line["y"]), expected.accuracy * 100, atol=1e-7)  # the test split, every point
     band = core.random_band(test_engine, "conv2", seeds=7)
     assert np.allclose(values(figure["data"][0]["y"]), band.hi * 100) and np.allclose(values(figure["data"][1]["y"]), band.lo * 100)
-    summary = at.dataframe[0].value
+    summary = at.table[0].value
     assert list(summary["method"]) == ["L1 norm", "Taylor (grad x act)", "Random (mean of 7 seeds)"]
 
     next(s for s in at.selectbox if s.label == "Curve").set_value("Taylor (grad x act)")

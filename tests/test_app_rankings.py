@@ -48,8 +48,8 @@ def test_feature_maps_page_orders_units_by_a_ranking(model, digits_val):
     l1 = core.rank(model, digits_val, "conv2", "l1")
     names = [a["text"] for a in grid["layout"]["annotations"]]
     assert len(names) == 20
-    assert f"#1 unit {l1.order()[0]} ▲ top" in names and f"#20 unit {l1.order()[-1]} ▼ bottom" in names
-    assert f"#10 unit {l1.order()[9]}" in names
+    assert f"#1 · unit {l1.order()[0]}<br>▲ top" in names and f"#20 · unit {l1.order()[-1]}<br>▼ bottom" in names
+    assert f"#10 · unit {l1.order()[9]}" in names
     at.sidebar.selectbox(key="layer").set_value("fc1")
     at.run()
     assert not at.exception and not at.error

@@ -28,8 +28,11 @@ def test_shapley_by_hand_shows_8_coalitions_6_orders_and_values_that_add_up(mode
     at = open_page("pages/by_hand.py", layer="conv2")
     game = at.session_state["by_hand"]
     players = sorted(game.players)
-    l1 = core.rank(model, digits_val, "conv2", "l1")
-    assert set(players) == {l1.top(1)[0], int(l1.order()[10]), l1.lowest(1)[0]}  # top, middle, bottom by L1
+    assert players == core.teaching_players(core.Engine(model, digits_val), "conv2")  # the default, by a rule
+    assert len({tuple(m[p] for p in players) for _, m in game.orderings}) >= 2  # the order matters
+    widest = max(players, key=lambda p: max(m[p] for _, m in game.orderings) - min(m[p] for _, m in game.orderings))
+    low, high = (f(m[widest] for _, m in game.orderings) * 100 for f in (min, max))
+    assert any(f"unit {widest} adds between {low:+.2f} and {high:+.2f} pts" in c.value for c in at.caption)
     coalitions, orders = at.table[0].value, at.table[1].value
     assert len(coalitions) == 8 and len(orders) == 7  # 6 orders + the average row
     expected = brute_force_shapley(model, digits_val, "conv2", players)
@@ -95,14 +98,40 @@ def test_a_link_with_bad_values_opens_the_closest_view_and_says_what_was_ignored
     assert not any(said in w.value for w in at.warning)
 
 
-def test_every_page_explains_itself_open_on_the_first_visit_then_collapsed():
+def test_every_page_explains_itself_open_on_the_first_visit_only_where_the_page_still_fits_720_pixels():
     at = open_page()
     first = at.expander[0]
-    assert first.label == "What am I looking at?" and first.proto.expanded
+    assert first.label == "What am I looking at?" and first.proto.expanded  # the overview fits with it open
     at.run()
     assert at.expander[0].label == "What am I looking at?" and not at.expander[0].proto.expanded
-    for path in ("pages/rankings.py", "pages/similarity.py", "pages/by_hand.py"):
+    for path in ("pages/toggle.py", "pages/rankings.py", "pages/similarity.py", "pages/by_hand.py"):
         at.switch_page(path)
-        at.run()
-        assert at.expander[0].label == "What am I looking at?" and at.expander[0].proto.expanded, path
-        assert len(at.get("latex")) >= 1, path  # the paper's formula
+        at.run()  # a first visit, collapsed: open, the box would push the page's headline below a 720-px screen
+        assert at.expander[0].label == "What am I looking at?" and not at.expander[0].proto.expanded, path
+        if path != "pages/toggle.py":
+            assert len(at.get("latex")) >= 1, path  # the paper's formula, inside the box
+
+
+def test_the_explanations_name_the_colours_the_charts_use():
+    """Similar filters: SD is a distance drawn with a reversed Viridis, so 0 (the same function) is yellow and
+    far apart is dark; feature maps are drawn in grey, strong = white."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from plotly.colors import hex_to_rgb
+
+    from core.rankings.plots import feature_map_grid
+    from ui.explain import TEXTS
+
+    def rgb(colour: str) -> tuple[int, ...]:
+        return hex_to_rgb(colour) if colour.startswith("#") else tuple(int(float(v)) for v in colour[4:-1].split(","))
+
+    scale = core.sd_figure(SimpleNamespace(sd=np.array([[0.0, 2.0], [2.0, 0.0]]))).data[0].colorscale
+    (r, g, b), far = rgb(scale[0][1]), rgb(scale[-1][1])  # SD = 0, the largest SD
+    assert r > 200 and g > 200 and b < 100 and sum(far) < 300
+    reading = " ".join(TEXTS["similarity"][2])
+    assert "yellow = similar" in reading and "dark = different" in reading and "dark = similar" not in reading
+    l1 = core.rank(core.load_model(), core.load_dataset("digits", "val"), "conv1", "l1")
+    grid = feature_map_grid(np.arange(10 * 4 * 4, dtype=np.float32).reshape(10, 4, 4), l1)
+    strongest = grid.layout.coloraxis.colorscale[-1][1]
+    assert min(rgb(strongest)) > 245 and "white = strong response" in " ".join(TEXTS["feature_maps"][2])

@@ -157,8 +157,9 @@ ALL_PAGES = PAGES + ["Shapley by hand", "Pruning curves", "Compress"]
 def test_a_shared_link_restores_page_layer_and_units_off_in_a_fresh_browser(browser, app_url):
     first = browser.new_context().new_page()
     open_page(first, f"{app_url}/toggle?layer=conv2")
+    wait_for_switches(first, 20)
     for unit in (3, 7):
-        first.locator("[data-testid='stCheckbox']").nth(unit).click()
+        switch(first, unit).click()
         wait_idle(first)
     first.wait_for_url(re.compile(r"layer=conv2.*off=3(%2C|,)7"), timeout=30_000)  # the address bar follows the view
     link = first.url
@@ -185,6 +186,9 @@ def test_shapley_by_hand_shows_8_coalitions_and_3_values(page, app_url):
     values = [m for m in page.locator("[data-testid='stMetricLabel']").all_inner_texts() if m.startswith("φ(unit")]
     assert len(values) == 3, values
     assert page.get_by_text("Check: φ(").count() == 1
+    orders = page.locator("[data-testid='stTable']").nth(1).locator("tbody tr").all_inner_texts()[:6]
+    marginals = {tuple(row.split()[-3:]) for row in orders}  # the three players' marginals in each order
+    assert len(orders) == 6 and len(marginals) >= 2, orders  # the default players show that order matters
     assert not problems(page)
 
 
@@ -199,4 +203,145 @@ def test_every_page_fits_1280x720_without_horizontal_scrolling(browser, app_url)
         }""")
         assert max(overflow) <= 1, (name, overflow)
         assert not problems(page), (name, problems(page))
+        cut = page.evaluate("""() => [
+            ...[...document.querySelectorAll('[data-testid="stMain"] [data-testid="stMetricLabel"] p')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => 'metric label: ' + e.innerText),
+            ...[...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"] .dvn-scroller')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => 'table wider than its box')]""")
+        assert cut == [], (name, cut)  # nothing a projector would show cut off (issue 22)
+    page.close()
+
+
+# --- what the class sees (issue 22): the link after a fragment rerun, a projector's 1280x720, drawings -----------
+
+PROJECTOR = {"width": 1280, "height": 720}
+
+
+def switch(page, unit: int):
+    """Live toggles' switch of ``unit``, found by its label (positions shift while thumbnails load)."""
+    return page.locator("[data-testid='stCheckbox']").filter(has=page.get_by_role("switch", name=str(unit), exact=True))
+
+
+def wait_for_switches(page, count: int) -> None:
+    """Until ``count`` switches are drawn: the browser paints a page of 60 thumbnails for seconds after the run."""
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=\"stCheckbox\"] p').length >= {count}",
+                           timeout=60_000)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Ranking").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the select box labelled ``label``."""
+    box = page.get_by_role("combobox", name=label, exact=True)
+    for _ in range(3):  # a click during a rerun's repaint can be lost
+        box.click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            break
+        except Exception:  # noqa: BLE001  (playwright's TimeoutError) try again
+            page.keyboard.press("Escape")
+    wait_idle(page)
+
+
+def test_the_copied_link_carries_units_off_and_ranking_after_a_fragment_rerun(browser, app_url):
+    context = browser.new_context(viewport=PROJECTOR, permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    open_page(page, f"{app_url}/toggle?layer=conv2&rank=l2")
+    wait_for_switches(page, 20)
+    for unit in (3, 7):  # each click reruns only the fragment: the sidebar is not redrawn
+        switch(page, unit).click()
+        wait_idle(page)
+    choose(page, "Ranking", "L1 norm")
+    page.wait_for_url(re.compile(r"off=3(%2C|,)7.*rank=l1"), timeout=30_000)  # the address bar
+    page.get_by_text("Copy link to this view").click()
+    body = page.locator("[data-testid='stPopoverBody']")
+    shown = body.locator("[data-testid='stCode']").inner_text().strip()
+    body.locator("[data-testid='stCode']").hover()
+    body.get_by_role("button", name="Copy to clipboard").click()
+    copied = page.evaluate("navigator.clipboard.readText()").strip()
+    assert copied == shown, (copied, shown)
+    assert "layer=conv2" in copied and "off=3,7" in copied and "rank=l1" in copied, copied
+    assert copied.split("?")[1] == page.url.split("?")[1].replace("%2C", ","), (copied, page.url)
+    context.close()
+
+
+LABELS_JS = """() => [...document.querySelectorAll('[data-testid="stCheckbox"]')].map(box => {
+    const label = box.querySelector('[data-testid="stWidgetLabel"]'), text = label.querySelector('p');
+    const range = document.createRange(); range.selectNodeContents(text);
+    const needed = range.getBoundingClientRect(), shown = label.getBoundingClientRect();
+    const cell = box.closest('[data-testid="stColumn"]').getBoundingClientRect();
+    return [text.innerText, needed.right <= shown.right + 0.5 && shown.right <= cell.right + 0.5 && needed.width > 0];
+})"""
+
+
+@pytest.mark.parametrize("layer, units", [("conv2", 20), ("fc1", 60)])
+def test_every_unit_number_is_shown_whole_at_1280x720_with_the_sidebar_open(browser, app_url, layer, units):
+    page = browser.new_page(viewport=PROJECTOR)
+    open_page(page, f"{app_url}/toggle?layer={layer}")
+    wait_for_switches(page, units)
+    assert page.locator("[data-testid='stSidebar']").is_visible()
+    labels = page.evaluate(LABELS_JS)
+    assert [text for text, _ in labels] == [str(u) for u in range(units)]  # fc1: the first page of 60
+    assert [text for text, whole in labels if not whole] == []  # no label cut (to its first digit)
+    page.close()
+
+
+def test_live_toggles_show_the_accuracy_and_switches_on_a_720_pixel_screen_and_nothing_leaves_the_machine(browser,
+                                                                                                          app_url):
+    page = browser.new_page(viewport=PROJECTOR)
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(app_url) and
+            not r.url.startswith(("data:", "blob:")) else None)
+    open_page(page, f"{app_url}/toggle")  # the session's first visit to the page
+    wait_for_switches(page, 10)
+    accuracy = page.locator("[data-testid='stMetric']").filter(has_text="Accuracy").first.bounding_box()
+    assert accuracy["y"] + accuracy["height"] <= PROJECTOR["height"], accuracy
+    assert page.locator("[data-testid='stCheckbox']").first.bounding_box()["y"] < PROJECTOR["height"]
+    assert outside == [], outside  # the page icon is ours (assets/icon.png), not fetched from the internet
+    icon = page.evaluate("document.querySelector('link[rel~=\"icon\"]').href")
+    assert icon.startswith(app_url), icon
+    page.close()
+
+
+def drawing(transparent: bool = False) -> bytes:
+    """A 7 in dark ink on white paper (or on a transparent sheet), as a student would draw it."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGBA", (160, 160), (255, 255, 255, 0 if transparent else 255))
+    ImageDraw.Draw(img).line([(35, 35), (125, 35), (65, 135)], fill=(25, 25, 25, 255), width=16)
+    buffer = io.BytesIO()
+    (img if transparent else img.convert("RGB")).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+ANNOTATIONS_JS = """() => { const chart = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].pop();
+    const frame = chart.querySelector('.main-svg').getBoundingClientRect();
+    const boxes = [...chart.querySelectorAll('.annotation-text')].map(t => t.getBoundingClientRect());
+    const inside = boxes.every(b => b.left >= frame.left - 0.5 && b.right <= frame.right + 0.5);
+    let overlaps = 0;
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i], b = boxes[j];
+        if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) overlaps++;
+    }
+    return [boxes.length, inside, overlaps]; }"""
+
+
+def test_a_drawing_in_dark_ink_on_paper_is_offered_inversion_and_gets_a_prediction(browser, app_url):
+    page = browser.new_page(viewport=PROJECTOR)
+    open_page(page, f"{app_url}/feature_maps?layer=conv2")
+    page.get_by_text("Upload a PNG/JPEG").click()
+    wait_idle(page)
+    upload(page, "seven.png", drawing())
+    invert = page.get_by_role("checkbox", name=re.compile("Invert the brightness"))
+    assert invert.is_checked()  # detected and offered, already applied
+    assert page.get_by_text("dark on a light background").count() == 1
+    assert page.get_by_text(re.compile(r"Conversion: .* (->|→) inverted")).count() == 1
+    assert metric(page, "The model predicts") == "7"
+    probability = page.locator("[data-testid='stMetric']").filter(has_text="The model predicts")
+    assert re.search(r"\d+\.\d% probability", probability.locator("[data-testid='stMetricDelta']").inner_text())
+    assert page.evaluate(ANNOTATIONS_JS) == [20, True, 0]  # 20 map titles, none cut off, none overlapping
+    upload(page, "sheet.png", drawing(transparent=True))  # transparent: onto white, then inverted, still a 7
+    assert page.get_by_text(re.compile(r"transparency flattened onto white")).count() == 1
+    assert metric(page, "The model predicts") == "7"
+    assert not problems(page)
     page.close()

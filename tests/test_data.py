@@ -314,7 +314,7 @@ def test_image_folder_missing_or_empty(tmp_path):
 def test_image_to_tensor_says_what_it_did():
     tensor, description = image_to_tensor(odd_images()["rgba.png"], (1, 28, 28))
     assert tensor.shape == (1, 28, 28)
-    assert description == "37x23 RGBA -> alpha flattened -> to grayscale -> resized to 28x28"
+    assert description == "37x23 RGBA -> transparency flattened onto white -> to grayscale -> resized to 28x28"
 
 
 # --- digits and general --------------------------------------------------------------------------------

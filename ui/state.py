@@ -240,16 +240,28 @@ def _apply_link(chosen: Selection) -> None:
 
 def share(chosen: Selection) -> None:
     """Keep the address bar on this view, and offer the link in the sidebar."""
-    params = chosen.link_params()
-    view.write_link(params)
     with st.sidebar.popover("Copy link to this view", icon=":material/link:", width="stretch"):
-        if params["model"]:
+        if chosen.link_params()["model"]:
             st.caption("The copy button at the right of the link puts it on the clipboard. Opening it shows this "
                        "page, model, dataset, layer, units off and ranking.")
-            st.code(view.link_to(params), language=None, wrap_lines=True)
         else:
             st.caption("An uploaded checkpoint or a file path cannot travel in a link: share the file, or put it "
                        "in assets/ so that it becomes a shipped checkpoint.")
+        st.session_state["_link_slot"] = st.empty()
+    publish_view(chosen)
+
+
+def publish_view(chosen: Selection) -> None:
+    """Write the view to the address bar and the same link into the sidebar's popover.
+
+    A page whose widgets rerun only a fragment (Live toggles) calls this at the end of the fragment too: a
+    fragment rerun does not redraw the sidebar, and Streamlit lets a fragment that writes to an outside
+    ``st.empty`` on full runs refill it on its own reruns, so the popover never shows a stale link."""
+    params = chosen.link_params()
+    view.write_link(params)
+    slot = st.session_state.get("_link_slot")
+    if slot is not None and params["model"]:
+        slot.code(view.link_to(params), language=None, wrap_lines=True)
 
 
 def _leave_pages_directory_mode() -> None:

@@ -1,9 +1,9 @@
 """Datasets as in-memory tensors (images float32 in [0, 1], shape (N, C, H, W)) and images as a
 model's input. Imports nothing else of ``core``."""
-from .images import convert_images, image_to_tensor, read_image
+from .images import border_level, convert_images, image_to_tensor, read_image, suggest_inversion
 from .load import DATASETS, load_dataset
 from .sources import read_idx
 from .split import SPLIT_SEED, SPLITS, DataError, DataSplit, data_digest
 
 __all__ = ["DATASETS", "SPLITS", "SPLIT_SEED", "DataError", "DataSplit", "load_dataset", "read_idx",
-           "image_to_tensor", "read_image", "convert_images", "data_digest"]
+           "image_to_tensor", "read_image", "convert_images", "data_digest", "border_level", "suggest_inversion"]

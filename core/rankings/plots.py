@@ -50,6 +50,13 @@ def feature_maps(model, layer: str, images: torch.Tensor) -> torch.Tensor:
         return LayerActivation(model.eval(), mask_point(model, layer)).attribute(images.to(device)).cpu()
 
 
+def grid_title(position: int, order, marked: int) -> str:
+    """A facet's title in the feature-map grid: '#rank · unit u', and on a second line ▲ top / ▼ bottom."""
+    n = len(order)
+    tag = "▲ top" if position < marked else "▼ bottom" if position >= n - marked else ""
+    return f"#{position + 1} · unit {int(order[position])}" + (f"<br>{tag}" if tag else "")
+
+
 def feature_map_grid(maps: torch.Tensor, ranking: Ranking, marked: int = 3, columns: int = 10) -> go.Figure:
     """Paper A Fig. 1: one image's feature maps (C, H, W), ordered by ``ranking``; top and bottom marked.
 
@@ -68,16 +75,18 @@ def feature_map_grid(maps: torch.Tensor, ranking: Ranking, marked: int = 3, colu
                              xaxis=dict(type="category"), margin=dict(l=10, r=10, t=50, b=10))
         return figure
     columns = min(columns, n)
+    rows = -(-n // columns)
+    title_px, map_px = 34, 118  # two short title lines above each map, so that neighbours never overlap
+    height = 70 + rows * (title_px + map_px)
     figure = px.imshow(maps[order].numpy(), facet_col=0, facet_col_wrap=columns, color_continuous_scale="gray",
-                       facet_col_spacing=0.01, facet_row_spacing=0.06)
-    for annotation in figure.layout.annotations:  # facet titles "facet_col=i" -> our names, coloured
+                       facet_col_spacing=0.015, facet_row_spacing=title_px / (height - 80) if rows > 1 else 0.0)
+    for annotation in figure.layout.annotations:  # facet titles "facet_col=i" -> "#rank · unit u" / "▲ top"
         position = int(annotation.text.split("=")[1])
-        annotation.text = names[position]
+        annotation.text = grid_title(position, order, marked)
         annotation.font = dict(size=11, color="#2ca02c" if position < marked else
                                "#d62728" if position >= n - marked else "#444")
-    rows = -(-n // columns)
     figure.update_xaxes(showticklabels=False)
     figure.update_yaxes(showticklabels=False)
     figure.update_layout(title=f"{ranking.layer} feature maps, ordered by {ranking.label} (green: top, red: bottom)",
-                         height=60 + 150 * rows, margin=dict(l=10, r=10, t=60, b=10), coloraxis_showscale=False)
+                         height=height, margin=dict(l=10, r=10, t=70, b=10), coloraxis_showscale=False)
     return figure
