@@ -15,6 +15,7 @@ from __future__ import annotations
 from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta, lenet5, load_checkpoint, load_model,
                       model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
+from .data import DATASETS, EMBEDDED, available_datasets, search_folders  # issue 20: where datasets are found
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
@@ -49,3 +50,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
+__all__ += ["DATASETS", "EMBEDDED", "available_datasets", "search_folders"]  # issue 20
