@@ -157,7 +157,9 @@ def sidebar() -> Selection | None:
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
         st.session_state["_dataset_for"] = model_key
         st.session_state["_keep:dataset"] = default_dataset(model.meta.dataset, choices)
+    asked = st.session_state.get("_url:pending", {}).get("dataset")
     linked = view.pending("dataset", lambda v: v in choices,
+                          f"is not one of {', '.join(DATASETS)}" if asked not in DATASETS else
                           f"is not available on this machine (available: {', '.join(choices)})")
     if linked:
         st.session_state["_keep:dataset"] = linked
