@@ -177,3 +177,18 @@ def test_shipped_checkpoints_stored_test_accuracy_is_reproduced_on_the_full_1000
     test = load_dataset("fashionmnist", "test", root=DEBIAN_FASHION)
     assert len(test) == 10_000
     assert core.evaluate(model, test).accuracy == pytest.approx(model.meta.accuracy["test"], abs=1e-9)
+
+
+def test_cli_falls_back_to_the_embedded_subset_with_a_note(nowhere):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NRE_DATA_ROOT": "", "NRE_SYSTEM_DATA": str(nowhere / "system"),
+           "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-m", "core", "evaluate", "--checkpoint", str(CHECKPOINT), "--split",
+                             "test", "--json"], capture_output=True, text=True, cwd=nowhere / "work", env=env)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert "note: fashionmnist was not found on this machine; using the embedded fashion" in result.stderr
+    import json
+
+    payload = json.loads(result.stdout)
+    model = core.load_model(CHECKPOINT, device="cpu")
+    assert payload["dataset"] == "fashion" and payload["images"] == 600
+    assert payload["accuracy"] == pytest.approx(core.evaluate(model, load_dataset("fashion", "test")).accuracy, abs=1e-9)
