@@ -192,3 +192,22 @@ def test_cli_falls_back_to_the_embedded_subset_with_a_note(nowhere):
     model = core.load_model(CHECKPOINT, device="cpu")
     assert payload["dataset"] == "fashion" and payload["images"] == 600
     assert payload["accuracy"] == pytest.approx(core.evaluate(model, load_dataset("fashion", "test")).accuracy, abs=1e-9)
+
+
+@FULL
+def test_the_toggle_widget_and_the_cli_on_the_full_test_set():
+    import explorer_widgets as ew
+
+    model = core.load_model(CHECKPOINT, device="cpu")
+    test = load_dataset("fashionmnist", "test", root=DEBIAN_FASHION)
+    panel = ew.toggle_panel(model, test, "conv1")
+    panel.set_off([1, 4])
+    assert panel.accuracy == pytest.approx(core.Engine(model, test).evaluate({"conv1": [1, 4]}).accuracy, abs=1e-12)
+    result = subprocess.run([sys.executable, "-m", "core", "evaluate", "--checkpoint", str(CHECKPOINT), "--split", "test",
+                             "--off", "conv1:1,4", "--json"], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    import json
+
+    payload = json.loads(result.stdout)
+    assert payload["dataset"] == "fashionmnist" and payload["images"] == 10_000
+    assert payload["accuracy"] == pytest.approx(panel.accuracy, abs=1e-9)
