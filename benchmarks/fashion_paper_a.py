@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--plans", default="5-7-45-20,3-5-20-10")
     parser.add_argument("--random-seeds", default="0", help="random rankings fine-tuned per plan")
     parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--compress-methods", default=None,
+                        help="only these rows, e.g. Shapley,L1 (names as printed; default: all)")
     parser.add_argument("--rank-only", nargs="*", default=None, metavar="LAYER:METHOD",
                         help="only compute these rankings into the disk cache (shapley / switches), then exit: "
                              "run several such processes side by side, then the whole script reads them back")
@@ -210,6 +212,8 @@ def main() -> None:
                 methods[f"random seed {seed}"] = {layer: core.rank(model, val, layer, "random", engine=val_engine, seed=seed)
                                                   for layer in rankings}
             for name, ranks in methods.items():
+                if args.compress_methods and name not in args.compress_methods.split(","):
+                    continue
                 plan = core.plan_from_widths(model, plan_text, ranks)
                 result = core.compress_model(model, train, val, plan, "paper-a", test=test,
                                              epochs=args.finetune_epochs, eval_every=10**9, label=f"{name}, {plan_text}")
