@@ -115,3 +115,20 @@ def app(query: dict):
     for key, value in query.items():
         at.query_params[key] = value
     return at
+
+
+@FULL
+def test_every_page_renders_on_the_fashion_model_with_the_full_set():
+    import re
+
+    from ui.state import found_datasets
+
+    found_datasets.clear()
+    paths = re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "explorer.py").read_text())
+    at = on_fashion_model()
+    assert at.sidebar.selectbox(key="dataset").value == "fashionmnist"
+    for path in paths:
+        at.switch_page(path)
+        at.run()
+        assert not at.exception and not at.error, (path, [e.value for e in at.error])
+        assert at.sidebar.selectbox(key="dataset").value == "fashionmnist", path
