@@ -16,6 +16,7 @@ from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta,
                       model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
 from .data import read_image, suggest_inversion
+from .data import DATASETS, EMBEDDED, available_datasets, search_folders  # issue 20: where datasets are found
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
 from .engine import class_probabilities, predict
 from .rankings import Ranking, rank
@@ -58,3 +59,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
 __all__ += ["pr_count", "check_pool", "ran_label"]  # issue 23
 __all__ += ["teaching_players", "order_spread"]  # Shapley by hand: default players by a rule
 __all__ += ["read_image", "suggest_inversion", "predict", "class_probabilities"]  # an uploaded drawing
+__all__ += ["DATASETS", "EMBEDDED", "available_datasets", "search_folders"]  # issue 20

@@ -8,6 +8,11 @@ from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 SAMPLES = 16
+DEMO_ADVICE = ("**For a classroom demo** pick the model **lenet5_fashionmnist.pt** (dataset **fashion**, embedded: "
+               "3,000 Fashion-MNIST test images, nothing to install): clothes and shoes give feature maps with "
+               "recognizable edges and shapes, and its mistakes (shirt or T-shirt? coat or pullover?) are ones "
+               "a class can argue about. **lenet5_digits.pt** on **digits** is the small, fast alternative: "
+               "its 8x8 scans are enlarged, so its feature maps and AM images are blurrier.")
 
 chosen = selection()
 meta = chosen.meta
@@ -23,6 +28,7 @@ with st.container(border=True):
     second.page_link("pages/rankings.py", label="Rankings: which filters matter",
                      icon=":material/leaderboard:")
     third.page_link("pages/am_gallery.py", label="AM gallery: what each filter looks for", icon=":material/image:")
+    st.markdown(DEMO_ADVICE)
 
 with friendly_errors():
     test = chosen.engine("test")
@@ -31,6 +37,7 @@ with friendly_errors():
     left, middle, right, last = st.columns(4)
     left.metric("Model", meta.arch, help=f"{meta.arch_params} — {meta.source}")
     middle.metric(f"Test accuracy ({chosen.dataset})", f"{result.accuracy:.2%}", help=f"{result.n} test images")
+    st.caption(f"Evaluated on {chosen.evaluated_on('test')}.")
     right.metric("Parameters", f"{totals['params']:,}")
     last.metric("FLOPs per image", f"{totals['flops']:,}", help="multiply-adds of conv and fc layers")
 

@@ -106,4 +106,5 @@ def switches(units: int, split: str) -> None:
 
 split = st.radio("Evaluate on", ["test", "val"], horizontal=True,
                  help="The validation split is what rankings (e.g. Shapley) are computed on.")
+st.caption(f"Evaluated on {chosen.evaluated_on(split)}.")
 panel(split)

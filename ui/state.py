@@ -17,7 +17,7 @@ from torch import nn
 
 import core
 from core.network.checkpoint import ASSETS
-from core.data import DATASETS, DataSplit
+from core.data import DATASETS, EMBEDDED, DataSplit, available_datasets
 from core.network.device import device_label, model_device
 from ui import view
 from ui.rankings import chosen_method
@@ -48,8 +48,28 @@ def cached_model(source: str, content: bytes | None = None, pretrained: bool = T
 def cached_dataset(name: str, split: str, root: str | None, input_shape: tuple, limit: int | None) -> DataSplit:
     # ImageFolder images come in any size; the embedded digits are converted to any model's input, so
     # every model (a torchvision one offline too) has something to explore
-    shape = input_shape if name in ("imagefolder", "digits") else None
+    shape = input_shape if name in ("imagefolder", *EMBEDDED) else None
     return core.load_dataset(name, split, root or None, input_shape=shape, limit=limit)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def found_datasets(root: str | None) -> dict[str, str]:
+    """The file datasets on this machine (root given, $NRE_DATA_ROOT, ./data, /usr/share/datasets) and
+    where each was found; looked up again after 30 s, so files installed meanwhile appear."""
+    return {name: str(folder) for name, folder in available_datasets(root or None).items()}
+
+
+def dataset_choices(root: str | None) -> list[str]:
+    """What the sidebar offers: the embedded datasets, the file datasets found here, and ImageFolder."""
+    return [*EMBEDDED, *found_datasets(root), "imagefolder"]
+
+
+def default_dataset(model_dataset: str | None, choices: list[str]) -> str:
+    """The dataset a model starts on: its own when it is here, else the embedded one of its kind."""
+    if model_dataset in choices:
+        return model_dataset
+    stand_in = core.data.load.STAND_INS.get(model_dataset or "", "digits")
+    return stand_in if stand_in in choices else "digits"
 
 
 @st.cache_resource(max_entries=16)
@@ -77,6 +97,13 @@ class Selection:
 
     def data(self, split: str = "val") -> DataSplit:
         return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), EVAL_LIMIT)
+
+    def evaluated_on(self, split: str = "val") -> str:
+        """Which images a page evaluates on, in words (a large split is a seeded subset of EVAL_LIMIT)."""
+        data = self.data(split)
+        subset = "[" in data.split
+        return (f"{len(data):,} {self.dataset} {split} images"
+                + (f" (a fixed seeded subset of the split: {EVAL_LIMIT:,} images keep every click fast)" if subset else ""))
 
     def engine(self, split: str = "val") -> core.Engine:
         data = self.data(split)
@@ -126,26 +153,37 @@ def sidebar() -> Selection | None:
         st.info("Choose a model in the sidebar to begin.")
         return None
     model_key = model.meta.sha256 or model.meta.source
+    choices = dataset_choices(st.session_state.get("_keep:data_root", "data"))
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
         st.session_state["_dataset_for"] = model_key
-        st.session_state["_keep:dataset"] = model.meta.dataset if model.meta.dataset in DATASETS else "digits"
-    linked = view.pending("dataset", lambda v: v in DATASETS, f"is not one of {', '.join(DATASETS)}")
+        st.session_state["_keep:dataset"] = default_dataset(model.meta.dataset, choices)
+    asked = st.session_state.get("_url:pending", {}).get("dataset")
+    linked = view.pending("dataset", lambda v: v in choices,
+                          f"is not one of {', '.join(DATASETS)}" if asked not in DATASETS else
+                          f"is not available on this machine (available: {', '.join(choices)})")
     if linked:
         st.session_state["_keep:dataset"] = linked
-    dataset = st.sidebar.selectbox("Dataset", DATASETS, **_sticky("dataset", options=DATASETS),
-                                   help="digits is embedded (scikit-learn's handwritten digits at 28x28). "
-                                        "The others read their usual files from the data folder.")
+    dataset = st.sidebar.selectbox("Dataset", choices, **_sticky("dataset", options=choices),
+                                   help="digits and fashion are embedded (scikit-learn's handwritten digits at "
+                                        "28x28; 3,000 Fashion-MNIST test images). MNIST, FashionMNIST and CIFAR-10 "
+                                        "are listed when their files are found: in the data folder, $NRE_DATA_ROOT, "
+                                        "./data or /usr/share/datasets (Debian's dataset packages).")
+    found = found_datasets(st.session_state.get("_keep:data_root", "data"))
+    st.sidebar.caption("Found on this machine: " + ("; ".join(f"{name} in `{folder}`" for name, folder in found.items())
+                                                    or "no MNIST, FashionMNIST or CIFAR-10 files")
+                       + ". Embedded: " + ", ".join(EMBEDDED) + ".")
     root = None
-    if dataset == "digits" and tuple(model.meta.input_shape) != DIGITS_SHAPE:
+    if dataset in EMBEDDED and tuple(model.meta.input_shape) != DIGITS_SHAPE:
         shape = "x".join(map(str, model.meta.input_shape))
-        st.sidebar.info(f"The digits are converted to this model's {shape} input (enlarged, grey copied to "
-                        f"colour) so that it can be explored offline. It was not trained on digits: its accuracy "
+        st.sidebar.info(f"The {dataset} images are converted to this model's {shape} input (enlarged, grey copied to "
+                        f"colour) so that it can be explored offline. It was not trained on them: its accuracy "
                         f"here means nothing, but feature maps, AM images and weight rankings are real. For real "
                         f"accuracy choose ImageFolder with images of its own classes.")
-    if dataset != "digits":
+    if dataset not in EMBEDDED:
         root = st.sidebar.text_input("Data folder", **_sticky("data_root", default="data"),
-                                     help="MNIST: <folder>/MNIST/raw; CIFAR-10: <folder>/cifar-10-batches-py; "
-                                          "ImageFolder: <folder>/<class>/<images>")
+                                     help="Looked in first, then $NRE_DATA_ROOT, ./data and /usr/share/datasets. "
+                                          "MNIST: <folder>/MNIST/raw or the idx files in <folder>; CIFAR-10: "
+                                          "<folder>/cifar-10-batches-py; ImageFolder: <folder>/<class>/<images>")
     chosen = Selection(model, dataset, root, layer="")
     try:
         chosen.engine("val")  # loads the split and checks that it fits the model

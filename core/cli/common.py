@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -9,7 +10,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from ..network.checkpoint import DEFAULT_CHECKPOINT, load_model
-from ..data import DATASETS, load_dataset
+from ..data import DATASETS, default_dataset, load_dataset
 from ..network.device import DEVICE_HELP, pick_device
 from ..engine import PRECISIONS, Engine, check_precision
 
@@ -28,7 +29,8 @@ def _common(parser: argparse.ArgumentParser, split: str = "test") -> None:
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
                         help="checkpoint file or torchvision model name (default: the shipped LeNet-5 on digits)")
     parser.add_argument("--dataset", default=None, help=f"one of {', '.join(DATASETS)} (default: the checkpoint's)")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--data-root", default=None, help="folder holding the dataset files (looked in first; then $NRE_DATA_ROOT, "
+                                                              "./data, /usr/share/datasets)")
     parser.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
     parser.add_argument("--split", default=split, choices=("train", "val", "test"))
     parser.add_argument("--limit", type=int, default=None, help="use a seeded subset of this many images")
@@ -96,7 +98,9 @@ def load(args: argparse.Namespace):
     """The model and data split the common options name."""
     pick_device(args.device)  # a bad --device is one line before the (slow) checkpoint load
     model = load_model(args.checkpoint, device=args.device)
-    name = args.dataset or model.meta.dataset or "digits"
+    name = args.dataset or default_dataset(model.meta.dataset, args.data_root)
+    if not args.dataset and name != (model.meta.dataset or "digits"):
+        print(f"note: {model.meta.dataset} was not found on this machine; using the embedded {name}", file=sys.stderr)
     input_shape = model.meta.input_shape if name == "imagefolder" else None
     data = load_dataset(name, args.split, args.data_root, args.download, input_shape, args.limit)
     return model, data

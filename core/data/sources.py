@@ -2,6 +2,7 @@
 CIFAR-10's pickled batches and a folder of images per class."""
 from __future__ import annotations
 
+import functools
 import gzip
 import pickle
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .images import image_to_tensor
+from .locate import data_roots, find_files, require_files
 from .split import DataError, DataSplit, _split_indices
 
 # --- digits (embedded) -------------------------------------------------------------------
@@ -31,15 +33,26 @@ def digits(split: str) -> DataSplit:
 
 # --- MNIST / FashionMNIST (idx files) ------------------------------------------------------
 
-_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-_FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                    "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """Read an unsigned-byte idx file (MNIST's format), plain or gzip-compressed."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    """Read an unsigned-byte idx file (MNIST's format), plain or gzip-compressed.
+
+    Kept in memory per file (and its size and time), so the train, val and test splits of one
+    dataset, and every browser session, read the 47 MB of Fashion-MNIST's training images once."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    return _read_idx_cached(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(path: str, size: int, mtime_ns: int) -> torch.Tensor:
+    opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
             return _parse_idx_bytes(fh.read())
@@ -59,39 +72,55 @@ def _parse_idx_bytes(data: bytes) -> torch.Tensor:
     return torch.from_numpy(array.reshape(shape).copy())
 
 
-def _find(folder_candidates: list[Path], filename: str) -> Path | None:
-    for folder in folder_candidates:
-        for candidate in (folder / filename, folder / (filename + ".gz")):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def mnist_like(name: str, split: str, root: Path, download: bool) -> DataSplit:
-    from torchvision import datasets
-
-    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
-    raw = root / cls.__name__ / "raw"
+def mnist_like(name: str, split: str, root: str | Path | None, download: bool) -> DataSplit:
     source = "test" if split == "test" else "train"
-    if download:
+    if download and find_files(name, source, root) is None:
+        from torchvision import datasets
+
+        cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+        target = data_roots(root)[0]
         try:
-            cls(str(root), train=source == "train", download=True)
+            cls(str(target), train=source == "train", download=True)
         except Exception as exc:  # network errors come in many types
-            raise DataError(f"could not download {cls.__name__} into {raw}: {exc}") from None
-    files = [_find([raw, root], f) for f in _IDX_FILES[source]]
-    if None in files:
-        expected = ", ".join(_IDX_FILES[source])
-        raise DataError(f"{cls.__name__} {source} files not found in {raw} (or {root}); expected {expected} "
-                        f"(optionally .gz). Download them, or pass download=True / --download when online.")
-    images = read_idx(files[0]).float().unsqueeze(1) / 255.0
-    labels = read_idx(files[1]).long()
+            raise DataError(f"could not download {cls.__name__} into {target / cls.__name__ / 'raw'}: {exc}") from None
+    found = require_files(name, source, root)
+    images, labels = read_idx(found.files[0]), read_idx(found.files[1]).long()
     if len(images) != len(labels):
-        raise DataError(f"{files[0].name} holds {len(images)} images but {files[1].name} {len(labels)} labels")
+        raise DataError(f"{found.files[0].name} holds {len(images)} images but {found.files[1].name} {len(labels)} labels")
     if source == "train":
-        idx = _split_indices(len(images), "val" if split == "val" else "train", (1 / 12, 0.0))
+        idx = torch.from_numpy(_split_indices(len(images), "val" if split == "val" else "train", (1 / 12, 0.0)))
         images, labels = images[idx], labels[idx]
-    classes = [str(c) for c in range(10)] if name == "mnist" else _FASHION_CLASSES
-    return DataSplit(name, split, images.contiguous(), labels, classes)
+    classes = [str(c) for c in range(10)] if name == "mnist" else list(FASHION_CLASSES)
+    return DataSplit(name, split, (images.float() / 255.0).unsqueeze(1).contiguous(), labels, classes)
+
+
+# --- fashion (embedded): a class-balanced subset of Fashion-MNIST's test images, shipped in assets/ ---
+
+FASHION_SUBSET = Path(__file__).resolve().parents[2] / "assets" / "fashion_subset.npz"
+FASHION_PER_CLASS = 300  # 3,000 images: 10 classes x 300, drawn with FASHION_SEED from the 10,000 test images
+FASHION_SEED = 0
+FASHION_SHA256 = "f54d6d07a35a55278279ffbb773ed59d683db6cd6d39fef4989d59db1571edf6"
+
+
+def fashion_subset_indices(labels: np.ndarray, per_class: int = FASHION_PER_CLASS,
+                           seed: int = FASHION_SEED) -> np.ndarray:
+    """The test images the shipped subset holds: ``per_class`` of each class, seeded, in file order."""
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]
+    return np.sort(np.concatenate(chosen))
+
+
+def fashion(split: str) -> DataSplit:
+    """The embedded Fashion-MNIST subset; a fixed seeded 60/20/20 split of each class (180/60/60 images)."""
+    if not FASHION_SUBSET.is_file():
+        raise DataError(f"the embedded Fashion-MNIST subset {FASHION_SUBSET} is missing; "
+                        f"restore it from the repository (or run tools/make_fashion_subset.py)")
+    with np.load(FASHION_SUBSET) as archive:
+        images, labels = archive["images"], archive["labels"]
+    idx = np.sort(np.concatenate([np.flatnonzero(labels == c)[_split_indices(int((labels == c).sum()), split, (0.2, 0.2))]
+                                  for c in range(len(FASHION_CLASSES))]))
+    return DataSplit("fashion", split, torch.from_numpy(images[idx]).float().div(255.0).unsqueeze(1).contiguous(),
+                     torch.from_numpy(labels[idx].astype(np.int64)), list(FASHION_CLASSES))
 
 
 # --- CIFAR-10 (python pickle batches, read without executing code) --------------------------
@@ -126,22 +155,18 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def cifar10(split: str, root: Path, download: bool) -> DataSplit:
-    from torchvision import datasets
+def cifar10(split: str, root: str | Path | None, download: bool) -> DataSplit:
+    part = "test" if split == "test" else "train"
+    if download and find_files("cifar10", part, root) is None:
+        from torchvision import datasets
 
-    folder = root / "cifar-10-batches-py"
-    if download:
+        target = data_roots(root)[0]
         try:
-            datasets.CIFAR10(str(root), train=split != "test", download=True)
+            datasets.CIFAR10(str(target), train=part == "train", download=True)
         except Exception as exc:
-            raise DataError(f"could not download CIFAR-10 into {folder}: {exc}") from None
-    names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
-    missing = [n for n in names if not (folder / n).is_file()]
-    if missing:
-        raise DataError(f"CIFAR-10 files not found in {folder}: missing {', '.join(missing)} "
-                        f"(the python version, cifar-10-python.tar.gz, extracted). "
-                        f"Pass download=True / --download when online.")
-    parts = [_read_cifar_batch(folder / n) for n in names]
+            raise DataError(f"could not download CIFAR-10 into {target / 'cifar-10-batches-py'}: {exc}") from None
+    found = require_files("cifar10", part, root)
+    parts = [_read_cifar_batch(path) for path in found.files]
     images = torch.from_numpy(np.concatenate([p[0] for p in parts])).float() / 255.0
     labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     if split != "test":
