@@ -10,6 +10,7 @@ output of the BatchNorm that follows its conv (or the conv/linear itself when no
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from typing import Iterator, Sequence
 
 import torch
 from torch import nn
+
+from .hooks import thread_hook
 
 LENET5_WIDTHS = (10, 20, 100, 25)
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -194,17 +197,17 @@ def _macs_per_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Mo
         else:
             macs[module] = int(module.in_features * module.out_features)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     training = model.training  # eval: a train-mode BatchNorm would update its running statistics
     model.eval()
     try:
         device = next(model.parameters()).device
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.ExitStack() as hooks:  # hooks private to this thread (shared models)
+            for module in model.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    hooks.enter_context(thread_hook(module, hook))
             model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(training)
-        for h in handles:
-            h.remove()
     return macs
 
 
