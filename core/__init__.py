@@ -16,6 +16,7 @@ from .network import (DEFAULT_CHECKPOINT, CheckpointError, LayerInfo, ModelMeta,
                       model_totals, pick_device, prunable_layers, save_checkpoint, vgg16)
 from .data import DataError, DataSplit, image_to_tensor, load_dataset
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
+from .engine.compute import Scheduler, Token, default_threads, scheduler, set_threads
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
@@ -26,6 +27,11 @@ from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, Fi
                       finetune, layer_clusters, layer_curve, layer_rankings, make_recipe, network_curves,
                       plan_from_budget, plan_from_pr, plan_from_widths, prune, prune_model, random_band,
                       report_csv, report_markdown, sensitivity_figure, sensitivity_grid, summarize, verify_onnx)
+try:
+    set_threads()  # the compute policy's default (core.engine.compute): few threads, a busy laptop is the normal case
+except ValueError as _bad:  # a bad NRE_THREADS: said once, torch's own setting kept (the CLI refuses it with exit 2)
+    import warnings
+    warnings.warn(str(_bad), stacklevel=2)
 from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
 from .engine import plots  # noqa: E402,F401  (core.plots, as before)
 from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
@@ -49,3 +55,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
+__all__ += ["set_threads", "default_threads", "Scheduler", "scheduler", "Token"]  # the compute policy (issue 21)
