@@ -23,6 +23,9 @@ from ui import view
 from ui.rankings import chosen_method
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
+# a torchvision model has no prefix cache: every toggle is a full forward pass (ResNet-18 at 224x224: ~30 ms
+# an image on one CPU thread), so its interactive splits hold this many images (~1 s a toggle)
+GENERIC_EVAL_LIMIT = 32
 DIGITS_SHAPE = (1, 28, 28)
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
 
@@ -76,7 +79,8 @@ class Selection:
         return self.meta.sha256 or self.meta.source
 
     def data(self, split: str = "val") -> DataSplit:
-        return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), EVAL_LIMIT)
+        limit = EVAL_LIMIT if core.network.models.is_staged(self.model) else GENERIC_EVAL_LIMIT
+        return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), limit)
 
     def engine(self, split: str = "val") -> core.Engine:
         data = self.data(split)
@@ -146,6 +150,9 @@ def sidebar() -> Selection | None:
         root = st.sidebar.text_input("Data folder", **_sticky("data_root", default="data"),
                                      help="MNIST: <folder>/MNIST/raw; CIFAR-10: <folder>/cifar-10-batches-py; "
                                           "ImageFolder: <folder>/<class>/<images>")
+    if not core.network.models.is_staged(model):
+        st.sidebar.caption(f"Evaluated on {GENERIC_EVAL_LIMIT} images per split: this model has no prefix cache, so "
+                           f"every toggle runs the whole network (about a second on one CPU core).")
     chosen = Selection(model, dataset, root, layer="")
     try:
         chosen.engine("val")  # loads the split and checks that it fits the model
@@ -272,6 +279,8 @@ def friendly_errors():
         yield
     except USER_ERRORS as exc:
         st.error(str(exc))
+    except core.Cancelled:  # the compute policy stopped it (the session left); nothing was kept
+        st.info("Stopped: nothing was kept.")
     except Exception as exc:  # a bug: keep the app usable, log the details to the server console
         traceback.print_exc()
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log.")

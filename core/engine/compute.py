@@ -15,7 +15,8 @@ The policy (README, "Sharing one machine"):
   closed session); ``Token.check`` raises ``Cancelled``. Long computations call their ``progress``
   callback often; ``Token.progress(callback)`` wraps one so that the computation stops at its next
   report, and a heavy slot's ``yield_to_live`` (called from the same callback) lets a waiting toggle
-  run first.
+  run first. Work without a progress callback is stopped too: ``checkpoint()``, called by the engine
+  for every batch it runs and by AM for every step, checks the token of the slot the thread holds.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ class Slot:
 
     def yield_to_live(self) -> None:
         """A heavy slot with a toggle waiting for a core: step aside until the toggles waiting are served."""
-        if self.held and self.priority == HEAVY and self.scheduler.live_waiting():
+        if not getattr(_CURRENT, "holding", 0) and self.held and self.priority == HEAVY and self.scheduler.live_waiting():
             self.scheduler._release(self)
             self.scheduler._acquire(self, None)
 
@@ -165,9 +166,12 @@ class Scheduler:
             raise ValueError(f"unknown priority {priority!r}; use LIVE, HEAVY or BACKGROUND")
         held = Slot(self, priority, token)
         self._acquire(held, waiting)
+        outer = getattr(_CURRENT, "slot", None)
+        _CURRENT.slot = held  # checkpoint() in this thread now checks this slot's token
         try:
             yield held
         finally:
+            _CURRENT.slot = outer
             if held.held:
                 self._release(held)
 
@@ -221,6 +225,33 @@ class Scheduler:
             self._running[slot.priority] -= 1
             slot.held = False
             self._condition.notify_all()
+
+
+_CURRENT = threading.local()  # the slot this thread's computation holds (Scheduler.slot sets it)
+
+
+def checkpoint() -> None:
+    """Called inside long loops (every batch of the engine, every AM step): raises ``Cancelled`` when the
+    calling thread's work has been cancelled, and lets waiting toggles go first. Free outside a slot."""
+    slot = getattr(_CURRENT, "slot", None)
+    if slot is not None:
+        if slot.token is not None:
+            slot.token.check()
+        if not getattr(_CURRENT, "holding", 0):
+            slot.yield_to_live()
+            if slot.token is not None:
+                slot.token.check()
+
+
+@contextmanager
+def holding_a_lock() -> Iterator[None]:
+    """Inside the block ``checkpoint`` still cancels but never steps aside: the thread holds a lock that a
+    toggle may need (a model's hooked-pass lock), and waiting for that toggle would deadlock."""
+    _CURRENT.holding = getattr(_CURRENT, "holding", 0) + 1
+    try:
+        yield
+    finally:
+        _CURRENT.holding -= 1
 
 
 _SCHEDULER: Scheduler | None = None

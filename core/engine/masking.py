@@ -27,6 +27,7 @@ from torch import nn
 from ..data import DataSplit
 from ..network.device import model_device
 from ..network.hooks import thread_hook
+from .compute import checkpoint, holding_a_lock
 from ..network.models import is_staged, layer_names, mask_point, unit_count
 from .masks import (BatchResult, EvalResult, Off, _broadcast, check_compatible, check_precision, keep_vector)
 
@@ -226,6 +227,7 @@ class Engine:
     def _batches(self, n: int, per_item: int, budget: int | None = None):
         size = max(1, min(self.batch_size, (budget or _CHUNK_ELEMENTS) // max(1, per_item)))
         for lo in range(0, n, size):
+            checkpoint()  # cancelled work stops here, and a waiting toggle goes first (core.engine.compute)
             yield slice(lo, min(n, lo + size))
 
     @torch.no_grad()  # the cache must hold values, not an autograd graph into the shared weights
@@ -360,7 +362,7 @@ class Engine:
         def hook(_m, _i, out, keep):
             return out * _broadcast(keep.to(out.dtype), out)
 
-        with _model_lock(self.model), contextlib.ExitStack() as hooks:
+        with _model_lock(self.model), holding_a_lock(), contextlib.ExitStack() as hooks:
             for layer, keep in masks.items():
                 hooks.enter_context(thread_hook(mask_point(self.model, layer),
                                                 lambda m, i, out, keep=keep: hook(m, i, out, keep)))

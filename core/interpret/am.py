@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from ..engine.cache import cached
+from ..engine.compute import checkpoint
 from ..network.hooks import module_output
 from ..network.models import is_staged, layer_names, mask_point, unit_count
 
@@ -266,6 +267,7 @@ def optimize_units(model: nn.Module, layer: str, units: Sequence[int], steps: in
         param = FourierImage(len(index), channels, h, w, generator=generator).to(device)
         optimizer = torch.optim.Adam(param.parameters(), lr=lr)
         for step in range(steps):
+            checkpoint()  # a cancelled session's AM stops here (core.engine.compute)
             optimizer.zero_grad()
             loss = -own_unit_means(model, layer, random_transform(param(), generator), index).sum()
             loss.backward(inputs=list(param.parameters()))  # the image's gradient only: no .grad on shared weights
