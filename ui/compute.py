@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -58,15 +59,54 @@ def _queued_message(box, what: str) -> Callable[[int], None]:
     return show
 
 
+def superseded_check() -> Callable[[], bool]:
+    """A function telling whether this script run has been stopped (Stop) or superseded by a rerun that
+    preempts it. Streamlit would raise at the next ``st`` call anyway; this lets the engine's own
+    checkpoints stop work that makes no ``st`` call for a while. False outside a server."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    requests = getattr(ctx, "script_requests", None)
+    if requests is None:
+        return lambda: False
+
+    def superseded() -> bool:
+        try:  # Streamlit's request state (private): STOP, or a RERUN that would preempt this run
+            from streamlit.runtime.scriptrunner_utils.script_requests import (
+                ScriptRequestType, _fragment_run_should_not_preempt_script)
+            state = requests._state
+            if state == ScriptRequestType.STOP:
+                return True
+            data = requests._rerun_data
+            return state == ScriptRequestType.RERUN and not _fragment_run_should_not_preempt_script(
+                data.fragment_id_queue, data.is_fragment_scoped_rerun)
+        except (ImportError, AttributeError):
+            return False
+    return superseded
+
+
 @contextmanager
 def heavy(what: str) -> Iterator[Work]:
-    """Hold a heavy-work slot for the block; says "Queued: N ahead of you" while it waits."""
+    """Hold a heavy-work slot for the block; says "Queued: N ahead of you" while it waits, then a line
+    "what: working… N s" from the first second (updated at the engine's checkpoints, at most twice a second)."""
     box = st.empty()
-    gone = session_alive_check()
-    token = Token(also=lambda: not gone())
+    gone, superseded = session_alive_check(), superseded_check()
+    token = Token(also=lambda: superseded() or not gone())
     with scheduler().slot(HEAVY, token, waiting=_queued_message(box, what)) as slot:
-        box.empty()
-        yield Work(slot, token)
+        start, shown = time.monotonic(), [0.0]
+
+        def tick(count: int) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= 0.5:
+                shown[0] = now
+                box.caption(f"{what}: working… {now - start:.0f} s ({count:,} steps)")
+        box.caption(f"{what}: working…")
+        slot.on_tick = tick
+        try:
+            yield Work(slot, token)
+        finally:
+            slot.on_tick = None
+            box.empty()
 
 
 @contextmanager
@@ -87,4 +127,13 @@ def background(token: Token, waiting: Callable[[int], None] | None = None) -> It
         yield slot
 
 
-__all__ = ["apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]
+AM_STEPS = 256  # AM's default optimization steps on our staged models (seconds)
+GENERIC_AM_STEPS = 32  # on a torchvision model at 224x224: ResNet-18's conv1, 64 images, about a minute on one core
+
+
+def default_am_steps(chosen) -> int:
+    """The AM step count a page offers first: fewer on a torchvision model, whose images are 224x224."""
+    return AM_STEPS if core.network.models.is_staged(chosen.model) else GENERIC_AM_STEPS
+
+
+__all__ = ["default_am_steps", "apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]

@@ -119,6 +119,8 @@ class Slot:
     def __init__(self, scheduler: "Scheduler", priority: int, token: Token | None):
         self.scheduler, self.priority, self.token = scheduler, priority, token
         self.held = False
+        self.ticks = 0  # checkpoints passed (engine batches, AM steps): a heartbeat for work without progress
+        self.on_tick: Callable[[int], None] | None = None  # e.g. the app's "working… 12 s" line
 
     def yield_to_live(self) -> None:
         """A heavy slot with a toggle waiting for a core: step aside until the toggles waiting are served."""
@@ -164,6 +166,10 @@ class Scheduler:
         whenever the number ahead changes) and ``token`` is checked (``Cancelled`` leaves the queue)."""
         if priority not in PRIORITY_NAMES:
             raise ValueError(f"unknown priority {priority!r}; use LIVE, HEAVY or BACKGROUND")
+        mine = getattr(_CURRENT, "slot", None)
+        if mine is not None and mine.held and mine.scheduler is self and mine.priority <= priority:
+            yield mine  # work nested in work this thread already holds a slot for (no second slot, no deadlock)
+            return
         held = Slot(self, priority, token)
         self._acquire(held, waiting)
         outer = getattr(_CURRENT, "slot", None)
@@ -237,6 +243,9 @@ def checkpoint() -> None:
     if slot is not None:
         if slot.token is not None:
             slot.token.check()
+        slot.ticks += 1
+        if slot.on_tick is not None:
+            slot.on_tick(slot.ticks)
         if not getattr(_CURRENT, "holding", 0):
             slot.yield_to_live()
             if slot.token is not None:

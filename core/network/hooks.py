@@ -35,19 +35,24 @@ def thread_hook(module: nn.Module, hook: Hook) -> Iterator[None]:
         handle.remove()
 
 
-@contextmanager
-def captured(module: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """The outputs of ``module`` in this thread's forward passes during the block, in order."""
-    outputs: list[torch.Tensor] = []
-    with thread_hook(module, lambda _m, _i, out: outputs.append(out)):
-        yield outputs
+class _Reached(Exception):
+    """Raised by ``module_output``'s hook to end the forward pass once the module's output is in hand."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__("module reached")
+        self.output = output
 
 
 def module_output(model: nn.Module, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The output of ``module`` (a submodule of ``model``) when ``model`` runs on ``images``, private to
-    the calling thread. Runs the whole model (a torchvision graph cannot be cut at a module)."""
-    with captured(module) as outputs:
-        model(images)
-    if not outputs:
-        raise ValueError(f"{type(module).__name__} did not run in the model's forward pass")
-    return outputs[0]
+    the calling thread. The pass stops at the module (a torchvision graph cannot be cut there, so the
+    hook ends it): the rest of the network is never run, and the output keeps its autograd graph."""
+    def reached(_m, _i, out):
+        raise _Reached(out)
+
+    try:
+        with thread_hook(module, reached):
+            model(images)
+    except _Reached as stop:
+        return stop.output
+    raise ValueError(f"{type(module).__name__} did not run in the model's forward pass")
