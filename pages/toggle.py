@@ -32,13 +32,6 @@ def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, sp
     return heat_thumbnails(acts.mean(0), size=96, per_map=True)
 
 
-@st.cache_resource(max_entries=32, show_spinner="Evaluating the full network…")
-def baseline(model_key: str, data_key: str, _engine) -> core.EvalResult:
-    """The unmasked network's result on a split: computed once per server, shared by every session."""
-    with core.scheduler().slot(core.engine.LIVE):
-        return _engine.evaluate()
-
-
 def unit_key(i: int) -> str:
     return f"unit:{chosen.model_key}:{chosen.dataset}:{chosen.layer}:{i}"
 
@@ -73,7 +66,7 @@ def panel(split: str) -> None:
                      on_click=lambda: chosen.set_units_off(set(ranking.lowest(int(k)))))
 
         off = sorted(chosen.units_off())
-        full = baseline(chosen.model_key, engine.data.key, engine)  # once per server (every session's reference)
+        full = chosen.baseline(split)  # once per server (every session's reference)
         with live():  # a toggle's compute slot: ahead of heavy work (core.engine.compute)
             masked = engine.evaluate({chosen.layer: off}) if off else full
         m1, m2, m3 = st.columns(3)

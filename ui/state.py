@@ -61,6 +61,13 @@ def cached_engine(model_key: str, data_key: str, _model: nn.Module, _data: DataS
     return core.Engine(_model, _data)
 
 
+@st.cache_resource(max_entries=32, show_spinner="Evaluating the full network…")
+def cached_baseline(model_key: str, data_key: str, _engine: core.Engine) -> core.EvalResult:
+    """The unmasked network's result on a split: computed once per server, shared by every session."""
+    with core.scheduler().slot(core.engine.LIVE):
+        return _engine.evaluate()
+
+
 @dataclass
 class Selection:
     """What the sidebar chose; every page starts from this."""
@@ -85,6 +92,11 @@ class Selection:
     def engine(self, split: str = "val") -> core.Engine:
         data = self.data(split)
         return cached_engine(self.model_key, f"{data.key}:{self.root}", self.model, data)
+
+    def baseline(self, split: str = "val") -> core.EvalResult:
+        """The unmasked network on a split (overview, live toggles' reference): once per server."""
+        engine = self.engine(split)
+        return cached_baseline(self.model_key, f"{engine.data.key}:{self.root}", engine)
 
     def units(self) -> int:
         return self.engine().units(self.layer)
