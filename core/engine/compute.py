@@ -192,7 +192,8 @@ class Scheduler:
     def _ahead(self, slot: Slot) -> int:
         """Waiters served before ``slot`` plus the slots it waits for to free (0 = it is next)."""
         mine = next(key for key in self._queue if key[2] is slot)
-        before = sum(1 for key in self._queue if key[:2] < mine[:2] and key[2].priority != BACKGROUND)
+        background = slot.priority == BACKGROUND  # background jobs queue among themselves
+        before = sum(1 for key in self._queue if key[:2] < mine[:2] and (key[2].priority == BACKGROUND) == background)
         return before + (0 if self._may_run(slot) else 1)
 
     def _acquire(self, slot: Slot, waiting: Callable[[int], None] | None) -> None:
