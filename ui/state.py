@@ -131,9 +131,17 @@ def sidebar() -> Selection | None:
     choice = st.sidebar.selectbox("Model", options, **_sticky("model_choice", options=options),
                                   help="Shipped checkpoints live in assets/. Checkpoints load with "
                                        "weights_only=True: files that carry code are refused.")
+    # a model that takes a while to load: say so at the top of the page (in place of whatever the last run
+    # showed there, e.g. an error about the previous choice, which would otherwise stay up, faded, meanwhile)
+    loading = st.empty()
+    if st.session_state.get("_loaded_choice") != choice:
+        loading.info(f"Loading {choice}…", icon=":material/hourglass_top:")
     try:
         model = _chosen_model(choice, shipped)
+        st.session_state["_loaded_choice"] = choice
+        loading.empty()
     except USER_ERRORS as exc:
+        loading.empty()
         st.sidebar.error(str(exc))
         st.warning("This model cannot be used — the sidebar says why. Choose another file, or pick a shipped "
                    "checkpoint in the sidebar's Model list.")
