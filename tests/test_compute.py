@@ -54,11 +54,12 @@ def test_import_core_applies_the_policy_and_the_cli_takes_threads():
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "NRE_THREADS")}
-    assert run_python("import core, torch; print(torch.get_num_threads())", {**env, "NRE_THREADS": "2"}).endswith("2")
-    code = ("import sys, torch; from core.cli import main; from core.cli.common import COMMANDS; "
+    code = ("import sys, torch, core; print('imported', torch.get_num_threads()); from core.cli import main; "
+            "from core.cli.common import COMMANDS; "
             "COMMANDS['info'] = (COMMANDS['info'][0], lambda a: print('threads', torch.get_num_threads()) or 0); "
             "sys.exit(main(['--threads', '3', 'info']))")
-    assert "threads 3" in run_python(code, env)
+    out = run_python(code, {**env, "NRE_THREADS": "2"})
+    assert "imported 2" in out and "threads 3" in out, out
     bad = subprocess.run([sys.executable, "-m", "core", "--threads", "0", "info"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: threads must be at least 1 (got 0)"
@@ -220,6 +221,28 @@ def test_a_heavy_slot_steps_aside_for_a_waiting_toggle():
         time.sleep(0.2)
         assert not got_live.is_set()
         token.progress(None, slot)(1, 10)  # the heavy work's next progress report
-        assert got_live.is_set() and slot.held
+        assert got_live.wait(2) and slot.held
         waiter.join(5)
     assert live_done.is_set() and scheduler.running() == 0
+
+
+def test_stepping_aside_is_bounded_when_the_toggle_waits_for_a_lock_the_heavy_work_holds():
+    """A toggle waiting for something the heavy thread holds (a prefix cache being filled) cannot make the
+    heavy work wait for it forever: it takes its slot back after its patience, finishes, and the toggle runs."""
+    scheduler = Scheduler(slots=1)
+    prefix_lock = threading.Lock()
+    toggled = threading.Event()
+
+    def toggle():
+        with scheduler.slot(LIVE), prefix_lock:
+            toggled.set()
+
+    with scheduler.slot(HEAVY, Token()) as slot, prefix_lock:
+        toggler = threading.Thread(target=toggle)
+        toggler.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        slot.yield_to_live(patience=0.5)
+        assert time.monotonic() - started < 3 and slot.held
+    toggler.join(5)
+    assert toggled.is_set() and scheduler.running() == 0

@@ -122,11 +122,12 @@ class Slot:
         self.ticks = 0  # checkpoints passed (engine batches, AM steps): a heartbeat for work without progress
         self.on_tick: Callable[[int], None] | None = None  # e.g. the app's "working… 12 s" line
 
-    def yield_to_live(self) -> None:
-        """A heavy slot with a toggle waiting for a core: step aside until the toggles waiting are served."""
+    def yield_to_live(self, patience: float = 2.0) -> None:
+        """A heavy slot with a toggle waiting for a core: step aside until the toggles waiting are served, for
+        at most ``patience`` seconds (then take the slot back anyway: a toggle may be waiting for a lock this
+        thread holds, e.g. a prefix cache being filled, so waiting longer could deadlock)."""
         if not getattr(_CURRENT, "holding", 0) and self.held and self.priority == HEAVY and self.scheduler.live_waiting():
-            self.scheduler._release(self)
-            self.scheduler._acquire(self, None)
+            self.scheduler._step_aside(self, patience)
 
 
 class Scheduler:
@@ -204,9 +205,10 @@ class Scheduler:
             last = None
             try:
                 while True:
-                    first = min((k for k in self._queue if k[2].priority != BACKGROUND or k[2] is slot),
+                    background = slot.priority == BACKGROUND  # background jobs queue among themselves
+                    first = min((k for k in self._queue if (k[2].priority == BACKGROUND) == background),
                                 key=lambda k: k[:2])
-                    if (first[2] is slot or slot.priority == BACKGROUND) and self._may_run(slot):
+                    if first[2] is slot and self._may_run(slot):
                         break
                     if slot.token is not None and slot.token.cancelled:
                         raise Cancelled("cancelled while queued")
@@ -225,6 +227,17 @@ class Scheduler:
                 self._condition.notify_all()
             self._running[slot.priority] += 1
             self.served[slot.priority] += 1
+            slot.held = True
+
+    def _step_aside(self, slot: Slot, patience: float) -> None:
+        self._release(slot)
+        deadline = time.monotonic() + patience
+        with self._condition:
+            while any(p == LIVE for p, _, _ in self._queue) and time.monotonic() < deadline:
+                if slot.token is not None and slot.token.cancelled:
+                    break
+                self._condition.wait(min(self.poll, max(0.0, deadline - time.monotonic())))
+            self._running[slot.priority] += 1  # back, whether or not a slot is free (bounded: see yield_to_live)
             slot.held = True
 
     def _release(self, slot: Slot) -> None:
