@@ -23,8 +23,8 @@ from ui import view
 from ui.rankings import chosen_method
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
-# a torchvision model has no prefix cache: every toggle is a full forward pass (ResNet-18 at 224x224: ~30 ms
-# an image on one CPU thread), so its interactive splits hold this many images (~1 s a toggle)
+# a torchvision model has no prefix cache: every toggle is a full forward pass (ResNet-18 at 224x224, 32 images:
+# 3.3 s on one thread of a busy 2-core machine), so its interactive splits hold this many images
 GENERIC_EVAL_LIMIT = 32
 DIGITS_SHAPE = (1, 28, 28)
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
@@ -172,7 +172,7 @@ def sidebar() -> Selection | None:
                                           "ImageFolder: <folder>/<class>/<images>")
     if not core.network.models.is_staged(model):
         st.sidebar.caption(f"Evaluated on {GENERIC_EVAL_LIMIT} images per split: this model has no prefix cache, so "
-                           f"every toggle runs the whole network (about a second on one CPU core).")
+                           f"every toggle runs the whole network (seconds on a CPU).")
     chosen = Selection(model, dataset, root, layer="")
     try:
         chosen.engine("val")  # loads the split and checks that it fits the model
