@@ -128,7 +128,8 @@ def background(token: Token, waiting: Callable[[int], None] | None = None) -> It
 
 
 AM_STEPS = 256  # AM's default optimization steps on our staged models (seconds)
-GENERIC_AM_STEPS = 32  # on a torchvision model at 224x224: ResNet-18's conv1, 64 images, about a minute on one core
+GENERIC_AM_STEPS = 16  # a torchvision model at 224x224: ResNet-18 conv1's 64 images took 332 s for 32 steps on one
+# thread of this 2-core machine at load average 12-14 (the page's minimum; more on request)
 
 
 def default_am_steps(chosen) -> int:
