@@ -37,6 +37,9 @@ if "ui.rankings" not in sys.modules:  # the first visit to a fresh server: torch
 import core  # noqa: E402,F401
 import ui.rankings  # noqa: E402,F401
 import ui.state  # noqa: E402,F401
+import ui.compute  # noqa: E402
+
+ui.compute.apply_policy()  # torch threads per computation: the server's compute policy (README, Sharing one machine)
 
 starting.empty()
 

@@ -19,6 +19,7 @@ from .data import read_image, suggest_inversion
 from .data import DATASETS, EMBEDDED, available_datasets, search_folders  # issue 20: where datasets are found
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
 from .engine import class_probabilities, predict
+from .engine.compute import Scheduler, Token, default_threads, scheduler, set_threads
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from .rankings.by_hand import order_spread, teaching_players
@@ -33,6 +34,11 @@ from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, Fi
 from .pruning import pr_count  # noqa: E402  issue 23: paper B's Pr rule on one cost curve
 from .engine.pools import check_pool  # noqa: E402  issue 23: a pool must evaluate on the engine's weights/data
 from .rankings import ran_label  # noqa: E402  issue 23: the label of what ran
+try:
+    set_threads()  # the compute policy's default (core.engine.compute): few threads, a busy laptop is the normal case
+except ValueError as _bad:  # a bad NRE_THREADS: said once, torch's own setting kept (the CLI refuses it with exit 2)
+    import warnings
+    warnings.warn(str(_bad), stacklevel=2)
 from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
 from .engine import plots  # noqa: E402,F401  (core.plots, as before)
 from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
@@ -60,3 +66,4 @@ __all__ += ["pr_count", "check_pool", "ran_label"]  # issue 23
 __all__ += ["teaching_players", "order_spread"]  # Shapley by hand: default players by a rule
 __all__ += ["read_image", "suggest_inversion", "predict", "class_probabilities"]  # an uploaded drawing
 __all__ += ["DATASETS", "EMBEDDED", "available_datasets", "search_folders"]  # issue 20
+__all__ += ["set_threads", "default_threads", "Scheduler", "scheduler", "Token"]  # the compute policy (issue 21)

@@ -3,8 +3,9 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import numpy as np
 import streamlit as st
 
-from core.engine.plots import heat_thumbnails, to_display
+from core.engine.plots import heat_thumbnails, to_display, unit_activations
 from ui.rankings import ranking_picker
+from ui.compute import default_am_steps, heavy
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 
@@ -26,9 +27,9 @@ def am_result(steps: int, seed: int) -> core.AMResult:
     key = (chosen.model_key, chosen.layer, steps, seed)
     if key not in store:
         bar = st.progress(0.0, text=f"Optimizing {chosen.units()} images for {chosen.layer}…")
-        store[key] = core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed,
-                                    progress=lambda done, total: bar.progress(done / total,
-                                                                              text=f"Optimizing step {done}/{total}"))
+        with heavy("activation maximization") as work:
+            store[key] = core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, progress=work.progress(
+                lambda done, total: bar.progress(done / total, text=f"Optimizing step {done}/{total}")))
         bar.empty()
     return store[key]
 
@@ -36,7 +37,7 @@ def am_result(steps: int, seed: int) -> core.AMResult:
 with friendly_errors():
     a, b, c = st.columns([2, 1, 1])
     ranking = ranking_picker(a, chosen)
-    steps = b.number_input("Optimization steps", min_value=16, max_value=2048, value=256, step=64)
+    steps = b.number_input("Optimization steps", min_value=16, max_value=2048, value=default_am_steps(chosen), step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
     result = am_result(int(steps), int(seed))
     order = [int(u) for u in ranking.order()]
@@ -58,7 +59,7 @@ with friendly_errors():
     unit = st.selectbox("Unit", order, format_func=lambda u: f"unit {u} (rank {order.index(u) + 1}, "
                                                             f"score {ranking.scores[u]:.3g})")
     data = chosen.data("val")
-    acts = chosen.engine("val").activations(chosen.layer)[:, unit]
+    acts = unit_activations(chosen.engine("val"), chosen.layer)[:, unit]
     strength = acts.flatten(1).mean(1) if acts.dim() > 1 else acts
     top = strength.argsort(descending=True)[:TOP_IMAGES].tolist()
     left, right = st.columns([1, 3])

@@ -3,12 +3,14 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import pandas as pd
 import streamlit as st
 
+from ui.compute import heavy
 from ui.explain import explain
 from ui.rankings import known_rankings, remember_ranking
 from ui.state import Selection, friendly_errors, selection
 
 PLAYERS = 3
 FULL_PERMUTATIONS = 100
+GENERIC_PERMUTATIONS = 2  # a torchvision model: every coalition is a full pass (~1 s), 2 permutations of 64 units ~ 2 min
 
 chosen = selection()
 st.title(f"Shapley by hand — {chosen.layer}")
@@ -39,7 +41,8 @@ with friendly_errors():
     if len(players) != PLAYERS:
         st.info(f"Pick {PLAYERS} units.")
         st.stop()
-    game = st.session_state["by_hand"] = core.shapley_by_hand(engine, chosen.layer, players)  # notebooks/tests read it
+    with heavy("the 8 coalitions"):  # a compute slot (8 full passes on a torchvision model)
+        game = st.session_state["by_hand"] = core.shapley_by_hand(engine, chosen.layer, players)  # notebooks/tests read it
     a, b, c = sorted(players)
 
     st.subheader("1. The 8 coalitions")
@@ -81,11 +84,13 @@ with friendly_errors():
     st.subheader("4. The same units in the real game")
     st.caption(f"In the full layer every one of its {units} units is a player, so a unit's value averages over many "
                "more coalitions. Sampled Shapley of the whole layer (antithetic permutations, ±1.96 standard errors):")
-    if st.button(f"Compute the full layer's sampled Shapley ({FULL_PERMUTATIONS} permutations)"):
+    permutations = FULL_PERMUTATIONS if engine.staged else GENERIC_PERMUTATIONS
+    if st.button(f"Compute the full layer's sampled Shapley ({permutations} permutations)"):
         bar = st.progress(0.0, text="sampling permutations…")
-        remember_ranking(chosen, core.rank(chosen.model, engine.data, chosen.layer, "shapley", engine=engine,
-                                           samples=FULL_PERMUTATIONS,
-                                           progress=lambda done, total: bar.progress(min(1.0, done / max(1, total)))))
+        with heavy("sampled Shapley") as work:
+            remember_ranking(chosen, core.rank(chosen.model, engine.data, chosen.layer, "shapley", engine=engine,
+                                               samples=permutations, progress=work.progress(
+                                                   lambda done, total: bar.progress(min(1.0, done / max(1, total))))))
         bar.empty()
     full = next((r for r in known_rankings(chosen).values() if r.method == "shapley"), None)
     if full is not None:

@@ -225,7 +225,10 @@ def job_panel() -> None:
     if job is None:
         st.caption("No fine-tuning job yet in this session.")
         return
-    if job.running:
+    if job.running and job.queued_ahead:  # the compute policy: one fine-tune at a time on this server
+        st.info(f"Queued: {job.queued_ahead} fine-tuning job(s) ahead of yours on this server; it starts when they "
+                "finish.", icon=":material/hourglass_top:")
+    elif job.running:
         st.progress(job.fraction, text=f"Fine-tuning: iteration {job.done} of {job.total or '…'}"
                     + (f" — validation accuracy {job.stats['val_accuracy']:.2%}" if "val_accuracy" in job.stats else ""))
     elif job.status == "cancelled":

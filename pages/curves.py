@@ -3,6 +3,7 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import hashlib
 from dataclasses import replace
 
+import numpy as np
 import streamlit as st
 
 from core.pruning.curve_sets import ALL_LAYERS, curve_set
@@ -11,12 +12,14 @@ from core.pruning.curve_plots import MIRROR_SUFFIX, curves_figure, sensitivity_f
 from core.pruning.network_curves import network_curves, sensitivity_grid
 from core.rankings import METHODS, method_params, rank, ran_label
 from ui.rankings import known_rankings, remember_ranking
+from ui.compute import heavy
 from ui.explain import explain
 from ui.state import friendly_errors, ray_pool, selection
 
 # computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
 ON_DEMAND = [("shapley", {"samples": 50}), ("switches", {}), ("l2", {}), ("taylor", {}), ("activation", {})]
 MAX_SEEDS_HERE = min(MAX_SEEDS, 30)
+GENERIC_POINTS = 9  # removal counts per curve on a torchvision model: 6 curves x 9 passes of ~1 s, about a minute
 DEFAULT_SHAPLEY_UNITS = 32  # small layers get Shapley by default (about a second); wider ones on request
 
 chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
@@ -58,13 +61,24 @@ def method_entries(layer_chosen, picked: list[str], session: dict, offered: dict
 
         def report(done: int, total: int, number=todo.index(label), label=label) -> None:
             bar.progress((number + min(1.0, done / max(1, total))) / len(todo), text=f"{label}: {done:,}/{total:,}")
-        ranking = rank(layer_chosen.model, engine.data, layer_chosen.layer, method, progress=report, engine=engine,
-                       **params)
+        with heavy(label) as work:
+            ranking = rank(layer_chosen.model, engine.data, layer_chosen.layer, method, progress=work.progress(report),
+                           engine=engine, **params)
         remember_ranking(layer_chosen, ranking)
         entries.append(ranking)
     if bar is not None:
         bar.empty()
     return entries
+
+
+def layer_curves(engine, layer: str, entries: list, seeds: int, direction: str):
+    """One layer's curves in a compute slot (stopped by Stop, a rerun or a closed tab); on a torchvision model
+    at GENERIC_POINTS removal counts (each point is a full pass per curve), else at every count."""
+    counts = None
+    if not engine.staged:
+        counts = sorted({int(round(n)) for n in np.linspace(0, engine.units(layer), GENERIC_POINTS)})
+    with heavy("the pruning curves"):
+        return on_cluster(curve_set, engine, layer, entries, seeds=seeds, direction=direction, counts=counts)
 
 
 def as_method_spec(entry) -> tuple[str, dict]:
@@ -92,9 +106,10 @@ def across_layers(kind: str, evaluate, what: str, engine, entries: list, seeds: 
 
     def compute():
         bar = st.progress(0.0, text="ranking every layer…")
-        per_layer = rankings_by_layer(specs, bar)
-        result = on_cluster(evaluate, engine, per_layer, seeds=seeds, direction=direction,
-                            progress=progress_callback(bar, what))
+        with heavy(what) as work:
+            per_layer = rankings_by_layer(specs, bar)
+            result = on_cluster(evaluate, engine, per_layer, seeds=seeds, direction=direction,
+                                progress=work.progress(progress_callback(bar, what)))
         bar.empty()
         return result
     return key, compute
@@ -167,13 +182,12 @@ with friendly_errors():
     else:
         key = ("layer", chosen.model_key, engine.data.key, scope,
                tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
-        result = memo(key, lambda: on_cluster(curve_set, engine, scope, entries, seeds=seeds, direction=direction))
+        result = memo(key, lambda: layer_curves(engine, scope, entries, seeds, direction))
 
     mirror = None
     if scope != ALL_LAYERS and direction == "least" and st.checkbox(
             "Overlay the mirror curves (most important removed first, dotted)", key="curves_mirror"):
-        mirror = memo(key[:-1] + ("most",),
-                      lambda: on_cluster(curve_set, engine, scope, entries, seeds=seeds, direction="most"))
+        mirror = memo(key[:-1] + ("most",), lambda: layer_curves(engine, scope, entries, seeds, "most"))
     event = st.plotly_chart(curves_figure(result, mirror), width="stretch", key="curves_chart", on_select="rerun",
                             selection_mode="points")
     st.markdown("**Summary** — area: mean accuracy over the removal range (higher = the ranking keeps more); "

@@ -32,7 +32,7 @@ with st.container(border=True):
 
 with friendly_errors():
     test = chosen.engine("test")
-    result = test.evaluate()
+    result = chosen.baseline("test")  # computed once per server
     totals = core.model_totals(chosen.model)
     left, middle, right, last = st.columns(4)
     left.metric("Model", meta.arch, help=f"{meta.arch_params} — {meta.source}")

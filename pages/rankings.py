@@ -8,6 +8,7 @@ from core.rankings.plots import scores_bar, switch_curve
 from core.rankings.shapley import EXACT_LIMIT
 from core.rankings.switches import DEFAULTS as SWITCH_DEFAULTS
 from ui.rankings import known_rankings, remember_ranking
+from ui.compute import heavy
 from ui.explain import explain
 from ui.state import friendly_errors, ray_address, selection
 
@@ -87,15 +88,16 @@ with friendly_errors():
         bar = st.progress(0.0, text="starting…")
         engine = chosen.engine("val")
         train = chosen.engine("train") if params.get("Importance switches", {}).get("split") == "train" else None
-        for number, name in enumerate(picked):
-            def progress(done: int, total: int, name=name, number=number) -> None:
-                fraction = (number + min(1.0, done / max(1, total))) / len(picked)
-                bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
-            ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=progress,
-                           engine=engine, train=train if name == "Importance switches" else None,
-                           ray_address=address if on_ray and name == "Shapley" else None,
-                           **params.get(name, {}))
-            remember_ranking(chosen, ranking)
+        with heavy("the rankings") as work:  # a compute slot; stops on Stop, a rerun or a closed tab
+            for number, name in enumerate(picked):
+                def progress(done: int, total: int, name=name, number=number) -> None:
+                    fraction = (number + min(1.0, done / max(1, total))) / len(picked)
+                    bar.progress(fraction, text=f"{name}: {done:,}/{total:,}")
+                ranking = rank(chosen.model, engine.data, chosen.layer, METHODS[name], progress=work.progress(progress),
+                               engine=engine, train=train if name == "Importance switches" else None,
+                               ray_address=address if on_ray and name == "Shapley" else None,
+                               **params.get(name, {}))
+                remember_ranking(chosen, ranking)
         bar.progress(1.0, text="done")
 
     rankings = list(known_rankings(chosen).values())

@@ -3,6 +3,7 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import streamlit as st
 
 from core.interpret.similarity import cluster_rows_image
+from ui.compute import default_am_steps, heavy
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 
@@ -21,27 +22,33 @@ def analysis(steps: int, seed: int, definition: str, combine: str) -> tuple[core
     key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed, definition, combine)
     if key not in store:
         bar = st.progress(0.0, text="Optimizing activation-maximization images…")
-        core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed,
-                       progress=lambda done, total: bar.progress(done / total, text=f"AM step {done}/{total}"))
-        bar.progress(1.0, text="Class contributions and similarity…")
-        engine = chosen.engine("val")
-        similarity = core.similarity_matrix(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
-                                            engine=engine, gamma_definition=definition, combine=combine)
-        clusters = core.cluster_filters(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
-                                        similarity=similarity, engine=engine,
-                                        progress=lambda done, total: bar.progress(
-                                            done / total, text=f"k-means: trying k = {done + 1} of {total + 1}"))
+        with heavy("similarity and clusters") as work:
+            core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, progress=work.progress(
+                lambda done, total: bar.progress(done / total, text=f"AM step {done}/{total}")))
+            bar.progress(1.0, text="Class contributions and similarity…")
+            engine = chosen.engine("val")
+            similarity = core.similarity_matrix(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
+                                                engine=engine, gamma_definition=definition, combine=combine)
+            clusters = core.cluster_filters(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
+                                            similarity=similarity, engine=engine,
+                                            progress=work.progress(lambda done, total: bar.progress(
+                                                done / total, text=f"k-means: trying k = {done + 1} of {total + 1}")))
         bar.empty()
         store[key] = (similarity, clusters)
     return store[key]
 
 
 with friendly_errors():
+    if not chosen.engine("val").staged:
+        st.info("Similar filters needs the class contributions γ, computed through the network's layers after this "
+                "one from the prefix cache: available for our staged models (LeNet-5, VGG-16), not yet for a "
+                "torchvision model. Its AM images are on the AM gallery page.", icon=":material/info:")
+        st.stop()
     a, b, c = st.columns([2, 1, 1])
     rate = a.slider("Pruning rate", 0.0, 0.9, 0.3, 0.05,
                     help="Share of the layer's units to remove: each cluster gives a share proportional to its "
                          "size, lowest contribution index first; locked units and each cluster's last unit stay.")
-    steps = b.number_input("AM steps", min_value=16, max_value=2048, value=256, step=64)
+    steps = b.number_input("AM steps", min_value=16, max_value=2048, value=default_am_steps(chosen), step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
     d, e = st.columns(2)
     definition = d.radio("Class contributions γ", ["gate", "paper"], horizontal=True,

@@ -3,8 +3,10 @@ import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
 from core.engine import parse_units
-from core.engine.plots import class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure
+from core.engine.plots import (class_profile_thumbnails, confusion_figure, heat_thumbnails, per_class_figure,
+                               unit_activations)
 from ui.rankings import ranking_picker
+from ui.compute import live
 from ui.explain import explain
 from ui.state import Selection, friendly_errors, publish_view, selection
 
@@ -19,7 +21,7 @@ explain("toggle")
 @st.cache_data(show_spinner="Computing unit thumbnails…", max_entries=32)
 def thumbnails(model_key: str, data_key: str, layer: str, _chosen: Selection, split: str) -> list:
     engine = _chosen.engine(split)
-    acts = engine.activations(layer)
+    acts = unit_activations(engine, layer)  # the prefix cache, or hooked passes for a torchvision model
     if acts.dim() == 2:  # an fc layer: one number per image, so show what each neuron prefers by class
         return class_profile_thumbnails(acts, engine.data.labels, len(engine.data.class_names), size=96)
     return heat_thumbnails(acts.mean(0), size=96, per_map=True)
@@ -59,7 +61,9 @@ def panel(split: str) -> None:
                      on_click=lambda: chosen.set_units_off(set(ranking.lowest(int(k)))))
 
         off = sorted(chosen.units_off())
-        full, masked = engine.evaluate(), engine.evaluate({chosen.layer: off})
+        full = chosen.baseline(split)  # once per server (every session's reference)
+        with live():  # a toggle's compute slot: ahead of heavy work (core.engine.compute)
+            masked = engine.evaluate({chosen.layer: off}) if off else full
         m1, m2, m3 = st.columns(3)
         m1.metric(f"Accuracy ({split}, {full.n} images)", f"{masked.accuracy:.2%}",
                   **change(f"{(masked.accuracy - full.accuracy) * 100:+.2f} pts"))

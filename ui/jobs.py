@@ -3,7 +3,9 @@
 A job lives in ``st.session_state``, so it survives page switches; the thread never calls
 Streamlit, it only updates its Job (progress, latest stats, result) which the page reads on each
 rerun. Cancel sets an event that the work polls (``core.finetune(cancel=...)``); a cancelled job
-writes nothing. Finished results are kept per session under the job's parameters, so asking
+writes nothing. A job runs under the compute policy (``ui.compute.background``): at most one at a time
+per server, the others wait ("queued, N ahead"), on few threads at the lowest CPU priority; a job whose
+browser session has closed is cancelled. Finished results are kept per session under the job's parameters, so asking
 again for the same thing shows the result at once.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any, Callable
 import streamlit as st
 
 import core
+from core.engine.compute import Token
+from ui.compute import background, session_alive_check
 
 Work = Callable[["Job"], Any]  # runs in the thread; reports through job.report, polls job.cancelled
 
@@ -32,10 +36,12 @@ class Job:
     history: list = field(default_factory=list)
     result: Any = None
     error: str | None = None
+    queued_ahead: int = 0  # while waiting for a background slot (the compute policy): jobs ahead of this one
     started: float = field(default_factory=time.time)
     finished: float | None = None
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _session_alive: Callable[[], bool] = field(default=lambda: True, repr=False)
 
     @property
     def running(self) -> bool:
@@ -46,6 +52,9 @@ class Job:
         return min(1.0, self.done / self.total) if self.total else 0.0
 
     def cancelled(self) -> bool:
+        """Cancel was pressed, or the browser session that started the job is gone (nobody will read it)."""
+        if not self._cancel.is_set() and not self._session_alive():
+            self._cancel.set()
         return self._cancel.is_set()
 
     def cancel(self) -> None:
@@ -86,7 +95,7 @@ def start_job(name: str, key: tuple, work: Work) -> Job:
     old = get_job(name)
     if old is not None and old.running:
         old.cancel()
-    job = Job(name, key)
+    job = Job(name, key, _session_alive=session_alive_check())
     if key in _results():
         job.result, job.status, job.finished = _results()[key], "done", time.time()
         job.stats = {"cached": True}
@@ -96,7 +105,11 @@ def start_job(name: str, key: tuple, work: Work) -> Job:
 
     def run() -> None:
         try:
-            job.result = work(job)
+            token = Token(also=job.cancelled)
+            # the compute policy: few threads, the lowest CPU priority, a bounded number of jobs at once
+            with background(token, waiting=lambda ahead: setattr(job, "queued_ahead", ahead)):
+                job.queued_ahead = 0
+                job.result = work(job)
             job.status = "done"
             results[key] = job.result
         except core.Cancelled:

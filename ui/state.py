@@ -23,6 +23,9 @@ from ui import view
 from ui.rankings import chosen_method
 
 EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large datasets
+# a torchvision model has no prefix cache: every toggle is a full forward pass (ResNet-18 at 224x224, 32 images:
+# 3.3 s on one thread of a busy 2-core machine), so its interactive splits hold this many images
+GENERIC_EVAL_LIMIT = 32
 DIGITS_SHAPE = (1, 28, 28)
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
 
@@ -78,6 +81,13 @@ def cached_engine(model_key: str, data_key: str, _model: nn.Module, _data: DataS
     return core.Engine(_model, _data)
 
 
+@st.cache_resource(max_entries=32, show_spinner="Evaluating the full network…")
+def cached_baseline(model_key: str, data_key: str, _engine: core.Engine) -> core.EvalResult:
+    """The unmasked network's result on a split: computed once per server, shared by every session."""
+    with core.scheduler().slot(core.engine.LIVE):
+        return _engine.evaluate()
+
+
 @dataclass
 class Selection:
     """What the sidebar chose; every page starts from this."""
@@ -95,19 +105,29 @@ class Selection:
     def model_key(self) -> str:
         return self.meta.sha256 or self.meta.source
 
+    @property
+    def eval_limit(self) -> int:
+        """Images a page evaluates per split: a staged model's prefix cache keeps EVAL_LIMIT fast, a generic one not."""
+        return EVAL_LIMIT if core.network.models.is_staged(self.model) else GENERIC_EVAL_LIMIT
+
     def data(self, split: str = "val") -> DataSplit:
-        return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), EVAL_LIMIT)
+        return cached_dataset(self.dataset, split, self.root, tuple(self.meta.input_shape), self.eval_limit)
 
     def evaluated_on(self, split: str = "val") -> str:
         """Which images a page evaluates on, in words (a large split is a seeded subset of EVAL_LIMIT)."""
         data = self.data(split)
         subset = "[" in data.split
         return (f"{len(data):,} {self.dataset} {split} images"
-                + (f" (a fixed seeded subset of the split: {EVAL_LIMIT:,} images keep every click fast)" if subset else ""))
+                + (f" (a fixed seeded subset of the split: {self.eval_limit:,} images keep every click fast)" if subset else ""))
 
     def engine(self, split: str = "val") -> core.Engine:
         data = self.data(split)
         return cached_engine(self.model_key, f"{data.key}:{self.root}", self.model, data)
+
+    def baseline(self, split: str = "val") -> core.EvalResult:
+        """The unmasked network on a split (overview, live toggles' reference): once per server."""
+        engine = self.engine(split)
+        return cached_baseline(self.model_key, f"{engine.data.key}:{self.root}", engine)
 
     def units(self) -> int:
         return self.engine().units(self.layer)
@@ -142,9 +162,17 @@ def sidebar() -> Selection | None:
     choice = st.sidebar.selectbox("Model", options, **_sticky("model_choice", options=options),
                                   help="Shipped checkpoints live in assets/. Checkpoints load with "
                                        "weights_only=True: files that carry code are refused.")
+    # a model that takes a while to load: say so at the top of the page (in place of whatever the last run
+    # showed there, e.g. an error about the previous choice, which would otherwise stay up, faded, meanwhile)
+    loading = st.empty()
+    if st.session_state.get("_loaded_choice") != choice:
+        loading.info(f"Loading {choice}…", icon=":material/hourglass_top:")
     try:
         model = _chosen_model(choice, shipped)
+        st.session_state["_loaded_choice"] = choice
+        loading.empty()
     except USER_ERRORS as exc:
+        loading.empty()
         st.sidebar.error(str(exc))
         st.warning("This model cannot be used — the sidebar says why. Choose another file, or pick a shipped "
                    "checkpoint in the sidebar's Model list.")
@@ -184,6 +212,9 @@ def sidebar() -> Selection | None:
                                      help="Looked in first, then $NRE_DATA_ROOT, ./data and /usr/share/datasets. "
                                           "MNIST: <folder>/MNIST/raw or the idx files in <folder>; CIFAR-10: "
                                           "<folder>/cifar-10-batches-py; ImageFolder: <folder>/<class>/<images>")
+    if not core.network.models.is_staged(model):
+        st.sidebar.caption(f"Evaluated on {GENERIC_EVAL_LIMIT} images per split: this model has no prefix cache, so "
+                           f"every toggle runs the whole network (seconds on a CPU).")
     chosen = Selection(model, dataset, root, layer="")
     try:
         chosen.engine("val")  # loads the split and checks that it fits the model
@@ -322,6 +353,8 @@ def friendly_errors():
         yield
     except USER_ERRORS as exc:
         st.error(str(exc))
+    except core.Cancelled:  # the compute policy stopped it (the session left); nothing was kept
+        st.info("Stopped: nothing was kept.")
     except Exception as exc:  # a bug: keep the app usable, log the details to the server console
         traceback.print_exc()
         st.error(f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server log.")

@@ -80,7 +80,7 @@ def predict(args: argparse.Namespace) -> int:
     payload = {"image": str(path), "conversion": conversion, "inversion_suggested": suggested, "inverted": invert,
                "predictions": [{"class": name, "probability": p} for name, p in best]}
     _print(payload, args.json, f"{path.name}: {conversion}\n"
-                               + (f"(inverted: the picture is dark on light, the model's data light on dark)\n"
+                               + ("(inverted: the picture is dark on light, the model's data light on dark)\n"
                                   if invert and args.invert == "auto" else "")
                                + "\n".join(f"  {name}: {p:.1%}" for name, p in best))
     return 0

@@ -10,7 +10,10 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+import weakref
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -54,11 +57,31 @@ def save_entry(kind: str, key: dict, arrays: dict[str, np.ndarray], meta: dict[s
 
 
 def cached(kind: str, key: dict, compute: Callable[[], Entry], refresh: bool = False) -> Entry:
-    """Return the stored entry for ``key`` or compute, store and return it."""
-    if not refresh:
-        hit = load_entry(kind, key)
-        if hit is not None:
-            return hit
-    arrays, meta = compute()
-    save_entry(kind, key, arrays, meta)
-    return arrays, meta
+    """Return the stored entry for ``key`` or compute, store and return it.
+
+    Computed once per process: callers asking for the same entry at the same time (thirty students
+    opening one link) wait for the first one's result instead of each computing it (``COMPUTED`` counts
+    the computations per kind). A first caller that fails or is cancelled lets the next one compute."""
+    with _key_lock(entry_path(kind, key)):
+        if not refresh:
+            hit = load_entry(kind, key)
+            if hit is not None:
+                return hit
+        arrays, meta = compute()
+        save_entry(kind, key, arrays, meta)
+        with _LOCKS_GUARD:
+            COMPUTED[kind] += 1
+        return arrays, meta
+
+
+COMPUTED: Counter[str] = Counter()  # entries computed (not loaded) by this process, per kind
+_LOCKS: "weakref.WeakValueDictionary[Path, threading.Lock]" = weakref.WeakValueDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(path: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(path)
+        if lock is None:
+            lock = _LOCKS[path] = threading.Lock()
+        return lock

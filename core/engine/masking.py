@@ -26,6 +26,8 @@ from torch import nn
 
 from ..data import DataSplit
 from ..network.device import model_device
+from ..network.hooks import thread_hook
+from .compute import checkpoint, holding_a_lock
 from ..network.models import is_staged, layer_names, mask_point, unit_count
 from .state import identity, shared_eval_mode, weights_state
 from .masks import (BatchResult, EvalResult, Off, _broadcast, check_compatible, check_precision, keep_vector)
@@ -245,6 +247,7 @@ class Engine:
     def _batches(self, n: int, per_item: int, budget: int | None = None):
         size = max(1, min(self.batch_size, (budget or _CHUNK_ELEMENTS) // max(1, per_item)))
         for lo in range(0, n, size):
+            checkpoint()  # cancelled work stops here, and a waiting toggle goes first (core.engine.compute)
             yield slice(lo, min(n, lo + size))
 
     @torch.no_grad()  # the cache must hold values, not an autograd graph into the shared weights
@@ -375,8 +378,9 @@ class Engine:
 
         The hooks sit on the shared model, so they are made safe for concurrent sessions: one lock
         per model serializes hooked passes (two engines on one model included), and each hook masks
-        only in the thread that registered it, so a hook-free pass running in another thread at the
-        same time (feature maps, AM) never sees this call's masks."""
+        only in the thread that registered it (``core.network.hooks.thread_hook``, the one mechanism
+        every hook of ``core`` uses), so a pass running in another thread at the same time (feature
+        maps, AM) never sees this call's masks."""
         faults = self._coupling()[1] if masks else {}
         for layer in masks:
             if layer in faults:
@@ -384,19 +388,15 @@ class Engine:
                                  f"(a pre-activation design, e.g. DenseNet), which still adds its shift to a "
                                  f"zeroed channel, so the masked network would not be the pruned one")
         masks = self._couple(masks)
-        owner = threading.get_ident()
 
         def hook(_m, _i, out, keep):
-            return out * _broadcast(keep.to(out.dtype), out) if threading.get_ident() == owner else None
+            return out * _broadcast(keep.to(out.dtype), out)
 
-        with _model_lock(self.model):
-            handles = [mask_point(self.model, layer).register_forward_hook(
-                lambda m, i, out, keep=keep: hook(m, i, out, keep)) for layer, keep in masks.items()]
-            try:
-                images = self.data.images if index is None else self.data.images[index.cpu()]
-                with self._reduced():
-                    return torch.cat([self._out(self.model(images[s].to(self.device)))
-                                      for s in self._batches(len(images), images[0].numel())])
-            finally:
-                for handle in handles:
-                    handle.remove()
+        with _model_lock(self.model), holding_a_lock(), contextlib.ExitStack() as hooks:
+            for layer, keep in masks.items():
+                hooks.enter_context(thread_hook(mask_point(self.model, layer),
+                                                lambda m, i, out, keep=keep: hook(m, i, out, keep)))
+            images = self.data.images if index is None else self.data.images[index.cpu()]
+            with self._reduced():
+                return torch.cat([self._out(self.model(images[s].to(self.device)))
+                                  for s in self._batches(len(images), images[0].numel())])

@@ -18,6 +18,26 @@ def to_display(image: torch.Tensor | np.ndarray, size: int = 112) -> np.ndarray:
     return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
 
 
+def unit_activations(engine, layer: str) -> torch.Tensor:
+    """The layer's unmasked output on every image of ``engine``'s split (what unit thumbnails show).
+
+    Staged models: the engine's prefix cache. Any other model (torchvision): a forward pass in the
+    engine's batches with the layer's output read by a hook private to the calling thread."""
+    if engine.staged:
+        return engine.activations(layer)
+    from ..network.hooks import module_output
+    from ..network.models import mask_point
+
+    engine.units(layer)  # validates the name
+    images, point = engine.data.images, mask_point(engine.model, layer)
+    was_training = engine.model.training
+    with torch.no_grad():
+        outs = [module_output(engine.model.eval(), point, images[s].to(engine.device)).cpu()
+                for s in engine._batches(len(images), images[0].numel())]
+    engine.model.train(was_training)
+    return torch.cat(outs)
+
+
 def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Viridis",
                     per_map: bool = False) -> list[np.ndarray]:
     """One colour image per map of (C, H, W) or (C,).

@@ -14,16 +14,18 @@ noise) but through the regularizers of Lucid / Lucent that give natural-looking 
 Objective: the mean activation of unit i over its feature map, at the layer's mask point (after
 BN and ReLU; for an fc layer, the neuron itself). ReLUs pass a "redirected" gradient while they
 block everything (as Lucid does), so a unit that is silent on the starting noise still learns.
-The model is used in eval mode with its weights' ``requires_grad`` switched off only for the
-duration of the call and restored afterwards (the model may be shared by app sessions).
+The model is used in eval mode; its weights are left as they are (autograd is asked for the image's
+gradient only), and its layer outputs are read by hooks private to the calling thread
+(``core.network.hooks``): the model may be shared by app sessions.
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +34,9 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from ..engine.cache import cached
-from ..network.models import frozen, is_staged, layer_names, mask_point, unit_count
+from ..engine.compute import checkpoint
+from ..network.hooks import module_output
+from ..network.models import is_staged, layer_names, mask_point, unit_count
 
 Progress = Callable[[int, int], None]
 AM_VERSION = 1  # bump when the algorithm changes, so stale cache entries are not reused
@@ -198,6 +202,22 @@ def own_unit_means(model: nn.Module, layer: str, images: torch.Tensor, units: to
     return unit_means(layer_output(model, layer, images))[torch.arange(len(units), device=units.device), units]
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model's modules in eval mode for the block, the ones found in train mode put back after.
+
+    Weights keep their ``requires_grad`` (AM asks autograd for the image's gradient only): flipping it on a
+    model that other sessions run at the same time would race (one call's restore undoes another's)."""
+    training = [m for m in model.modules() if m.training]
+    for module in training:
+        module.training = False
+    try:
+        yield model
+    finally:
+        for module in training:
+            module.training = True
+
+
 def layer_output(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
     """The layer's output (at its mask point) for ``images``; staged models stop there."""
     if is_staged(model):
@@ -206,13 +226,7 @@ def layer_output(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Te
             if name == layer:
                 return images
         raise KeyError(layer)
-    captured: list[torch.Tensor] = []
-    handle = mask_point(model, layer).register_forward_hook(lambda _m, _i, out: captured.append(out))
-    try:
-        model(images)
-    finally:
-        handle.remove()
-    return captured[0]
+    return module_output(model, mask_point(model, layer), images)  # a hook private to this thread
 
 
 def unit_means(output: torch.Tensor) -> torch.Tensor:
@@ -249,13 +263,14 @@ def optimize_units(model: nn.Module, layer: str, units: Sequence[int], steps: in
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     index = torch.as_tensor(list(units), device=device)
-    with frozen(model), torch.enable_grad():
+    with evaluating(model), torch.enable_grad():
         param = FourierImage(len(index), channels, h, w, generator=generator).to(device)
         optimizer = torch.optim.Adam(param.parameters(), lr=lr)
         for step in range(steps):
+            checkpoint()  # a cancelled session's AM stops here (core.engine.compute)
             optimizer.zero_grad()
             loss = -own_unit_means(model, layer, random_transform(param(), generator), index).sum()
-            loss.backward()
+            loss.backward(inputs=list(param.parameters()))  # the image's gradient only: no .grad on shared weights
             optimizer.step()
             if progress is not None:
                 progress(step + 1, steps)
@@ -265,7 +280,7 @@ def optimize_units(model: nn.Module, layer: str, units: Sequence[int], steps: in
 @torch.no_grad()
 def responses(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
     """(images, units): mean activation of every unit of ``layer`` on each image."""
-    with frozen(model):
+    with evaluating(model):
         device = next(model.parameters()).device
         return unit_means(layer_output(model, layer, images.to(device)))
 

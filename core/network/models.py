@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+
 LENET5_WIDTHS = (10, 20, 100, 25)
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 

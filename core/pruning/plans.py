@@ -29,7 +29,7 @@ from torch import nn
 from . import curves as _curves
 from ..data import DataSplit
 from ..engine import Engine
-from ..network.models import build_model, is_staged, layer_names, model_totals, unit_count
+from ..network.models import is_staged, layer_names, unit_count
 from ..rankings import Ranking, rank
 from ..interpret.similarity import Clusters, cluster_filters
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data import DataSplit, load_dataset
 from ..engine import Engine
+from ..engine.compute import Cancelled  # noqa: F401  (core.Cancelled: fine-tuning raises it too)
 from ..network.models import LENET5_WIDTHS, ModelMeta, build_model
 
 Progress = Callable[[int, int, dict], None]  # (epoch, epochs, {"loss", "val_accuracy"})
@@ -89,10 +90,6 @@ def train_new(arch: str = "lenet5", dataset: str = "digits", root: str | None = 
 
 
 # --- fine-tuning a pruned model (paper A Table 2, paper B Figs. 6-8) ---------------------------------
-
-class Cancelled(Exception):
-    """A fine-tuning run was cancelled; nothing was returned or written."""
-
 
 @dataclass(frozen=True)
 class Recipe:

@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..engine import Engine
+from ..engine.plots import unit_activations
 
 DEFAULTS: dict = {}
 
@@ -15,7 +16,7 @@ def label(params: dict) -> str:
 
 @torch.no_grad()
 def compute(engine: Engine, layer: str, progress=None):
-    acts = engine.activations(layer)  # (N, C, ...) after BN/ReLU, cached by the engine
+    acts = unit_activations(engine, layer)  # (N, C, ...) after BN/ReLU: the prefix cache, or hooked passes (torchvision)
     dims = [d for d in range(acts.dim()) if d != 1]
     scores = acts.mean(dim=dims).cpu().numpy().astype(np.float64)
     if progress:

@@ -40,14 +40,16 @@ def switch_curve(ranking: Ranking) -> go.Figure:
 
 
 def feature_maps(model, layer: str, images: torch.Tensor) -> torch.Tensor:
-    """The layer's output (after BN/ReLU, where units are switched off) for (B, C, H, W) images in [0, 1]."""
-    from captum.attr import LayerActivation
+    """The layer's output (after BN/ReLU, where units are switched off) for (B, C, H, W) images in [0, 1].
 
+    Read by a hook that acts only in the calling thread (``core.network.hooks``): on a model shared by
+    app sessions, another session's forward pass at the same moment never lands in this result."""
+    from ..network.hooks import module_output
     from ..network.models import mask_point
 
     device = next(model.parameters()).device
     with torch.no_grad():
-        return LayerActivation(model.eval(), mask_point(model, layer)).attribute(images.to(device)).cpu()
+        return module_output(model, mask_point(model, layer), images.to(device)).cpu()
 
 
 def grid_title(position: int, order, marked: int) -> str:
