@@ -18,6 +18,7 @@ from .data import DataError, DataSplit, image_to_tensor, load_dataset
 from .engine import BatchResult, Engine, EvalResult, LocalPool, Off, RayPool, WorkerError
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
+from .rankings.interactions import Interactions, interactions
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
 from .interpret import (AMResult, Clusters, Similarity, am_images, class_contributions, cluster_filters, contact_sheet,
                         gamma_figure, pruning_selection, sd_figure, similarity_matrix)
@@ -49,3 +50,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
+__all__ += ["Interactions", "interactions"]

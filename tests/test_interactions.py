@@ -1,0 +1,134 @@
+"""Pairwise Shapley interaction index (core/rankings/interactions.py): brute force, sampling, shapiq, SD."""
+from __future__ import annotations
+
+from itertools import combinations
+from math import factorial
+
+import numpy as np
+import pytest
+import torch
+
+import core
+from core.rankings import game
+from core.rankings.interactions import exact_from_table, sampled
+
+PLANTED = 4  # players of the planted game
+
+
+def planted_game(coalition: frozenset) -> float:
+    """Units 0 and 1 do the same job (either is enough: redundant); 2 and 3 only work together (synergy);
+    plus an additive part, so single units have different values."""
+    return (0.6 * bool({0, 1} & coalition) + 0.3 * ({2, 3} <= coalition)
+            + 0.05 * (0 in coalition) + 0.02 * (2 in coalition))
+
+
+def table_of(v, units: int) -> np.ndarray:
+    return np.array([v(frozenset(j for j in range(units) if mask >> j & 1)) for mask in range(2 ** units)])
+
+
+def brute_force_interaction(v, units: int, i: int, j: int) -> float:
+    """Grabisch & Roubens (1999), written out: sum over S of s!(n-s-2)!/(n-1)! D_ij(S)."""
+    others = [u for u in range(units) if u not in (i, j)]
+    total = 0.0
+    for size in range(len(others) + 1):
+        weight = factorial(size) * factorial(units - size - 2) / factorial(units - 1)
+        for members in combinations(others, size):
+            s = frozenset(members)
+            total += weight * (v(s | {i, j}) - v(s | {i}) - v(s | {j}) + v(s))
+    return total
+
+
+def keep_value(table: np.ndarray, units: int):
+    def value(keep: np.ndarray) -> np.ndarray:
+        return table[(keep.astype(np.int64) << np.arange(units)).sum(1)]
+    return value
+
+
+def test_interaction_index_equals_brute_force_on_a_planted_game():
+    table = table_of(planted_game, PLANTED)
+    matrix = exact_from_table(table, PLANTED)
+    for i, j in combinations(range(PLANTED), 2):
+        assert matrix[i, j] == pytest.approx(brute_force_interaction(planted_game, PLANTED, i, j), abs=1e-12)
+        assert matrix[j, i] == matrix[i, j]
+    assert matrix[0, 1] == pytest.approx(-0.6)  # the planted redundant pair
+    assert matrix[2, 3] == pytest.approx(0.3)  # the planted synergistic pair
+    rest = [matrix[i, j] for i, j in combinations(range(PLANTED), 2) if (i, j) not in ((0, 1), (2, 3))]
+    assert np.allclose(rest, 0, atol=1e-12)
+    assert np.all(np.diag(matrix) == 0)
+
+
+def test_interaction_index_equals_brute_force_on_a_random_game():
+    units = 6
+    rng = np.random.default_rng(3)
+    table = rng.random(2 ** units)
+
+    def v(s):
+        return table[sum(1 << u for u in s)]
+    matrix = exact_from_table(table, units)
+    for i, j in combinations(range(units), 2):
+        assert matrix[i, j] == pytest.approx(brute_force_interaction(v, units, i, j), abs=1e-12)
+
+
+def test_sampled_interactions_find_the_planted_pairs_and_are_exact_where_the_derivative_is_constant():
+    table = table_of(planted_game, PLANTED)
+    matrix, stderr, evaluations = sampled(keep_value(table, PLANTED), PLANTED, samples=5, seed=1)
+    # in the planted game every D_ij(S) is the same for all S: every draw is exact
+    assert np.allclose(matrix, exact_from_table(table, PLANTED), atol=1e-12)
+    assert np.allclose(stderr, 0, atol=1e-12)
+    assert evaluations == 2 * PLANTED * PLANTED * 5
+
+
+def test_sampled_interactions_intervals_cover_the_exact_values_at_their_stated_rate():
+    units, runs = 5, 120
+    rng = np.random.default_rng(0)
+    table = rng.random(2 ** units)
+    exact = exact_from_table(table, units)
+    i, j = np.triu_indices(units, 1)
+    covered = []
+    for seed in range(runs):
+        matrix, stderr, _ = sampled(keep_value(table, units), units, samples=30, seed=seed)
+        covered.append(np.abs(matrix - exact)[i, j] <= 1.96 * stderr[i, j])
+    rate = np.mean(covered)
+    assert 0.90 <= rate <= 0.985, rate  # stated 95%; 1,200 pair-intervals
+
+
+def test_interactions_of_a_real_layer_match_an_independent_coalition_table(model, digits_val):
+    engine = core.Engine(model, digits_val)
+    result = core.interactions(model, digits_val, "conv1", engine=engine, cache=False)
+    units = engine.units("conv1")
+    keep = torch.from_numpy(game.bits(np.arange(2 ** units), units))
+    table = np.concatenate([engine.evaluate_masks("conv1", keep[lo:lo + 256]).accuracy
+                            for lo in range(0, len(keep), 256)])
+    for i, j in [(0, 1), (2, 7), (4, 9)]:
+        assert result.matrix[i, j] == pytest.approx(
+            brute_force_interaction(lambda s: table[sum(1 << u for u in s)], units, i, j), abs=1e-9)
+    assert result.evaluations == 2 ** units and result.v_all == pytest.approx(table[-1])
+    pairs = result.pairs()
+    assert len(pairs) == units * (units - 1) // 2 and pairs[0][2] == result.matrix.min()
+    assert result.most_synergistic(1)[0][2] == result.matrix.max()
+
+
+def test_shapiq_agrees_with_our_exact_shapley_values_and_interactions(model, digits_val):
+    """The peer's exact computation (shapiq's ExactComputer) on the same layer game."""
+    shapiq = pytest.importorskip("shapiq")
+    engine = core.Engine(model, digits_val)
+    units = engine.units("conv1")
+    value = game.payoff(engine, "conv1")
+    peer = shapiq.ExactComputer(game=lambda coalitions: value(np.asarray(coalitions, np.float32)), n_players=units)
+    shapley = core.rank(model, digits_val, "conv1", "shapley", estimator="exact", engine=engine, cache=False)
+    assert np.allclose(peer("SV", order=1).get_n_order_values(1), shapley.scores, atol=1e-9)
+    ours = core.interactions(model, digits_val, "conv1", engine=engine, cache=False).matrix
+    theirs = peer("SII", order=2).get_n_order_values(2)
+    i, j = np.triu_indices(units, 1)
+    assert np.allclose(theirs[i, j], ours[i, j], atol=1e-9)
+
+
+def test_bad_input_is_one_clear_line(model, digits_val):
+    with pytest.raises(ValueError, match=r"2\^100 coalitions for 100 units \(limit 20 units\); use estimator='sampled'"):
+        core.interactions(model, digits_val, "fc1", estimator="exact")
+    with pytest.raises(ValueError, match="unknown interaction estimator 'bogus'"):
+        core.interactions(model, digits_val, "conv1", estimator="bogus")
+    with pytest.raises(ValueError, match="at least 2 orders"):
+        core.interactions(model, digits_val, "conv1", estimator="sampled", samples=1)
+    with pytest.raises(ValueError, match="payoff"):
+        core.interactions(model, digits_val, "conv1", payoff="fun")
