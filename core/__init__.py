@@ -20,6 +20,7 @@ from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from .rankings.interactions import Interactions, interactions
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
+from .interpret import SimilarityVsInteractions, interaction_figure, sd_interaction_scatter, similarity_vs_interactions
 from .interpret import (AMResult, Clusters, Similarity, am_images, class_contributions, cluster_filters, contact_sheet,
                         gamma_figure, pruning_selection, sd_figure, similarity_matrix)
 from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, FinetuneResult, Plan, RandomBand, Recipe,
@@ -50,4 +51,5 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
-__all__ += ["Interactions", "interactions"]
+__all__ += ["Interactions", "interactions", "SimilarityVsInteractions", "similarity_vs_interactions",
+            "interaction_figure", "sd_interaction_scatter"]

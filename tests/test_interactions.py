@@ -132,3 +132,45 @@ def test_bad_input_is_one_clear_line(model, digits_val):
         core.interactions(model, digits_val, "conv1", estimator="sampled", samples=1)
     with pytest.raises(ValueError, match="payoff"):
         core.interactions(model, digits_val, "conv1", payoff="fun")
+
+
+def planted_similarity(layer: str, sd: np.ndarray):
+    units = len(sd)
+    return core.Similarity(layer, sd, sd, sd, np.zeros((units, 10)))
+
+
+def test_similarity_vs_interactions_measures_the_pair_correlation():
+    units = 6
+    rng = np.random.default_rng(5)
+    index = rng.normal(size=(units, units))
+    index = (index + index.T) / 2
+    np.fill_diagonal(index, 0)
+    found = core.Interactions("fc2", index, None, "exact", {"payoff": "accuracy"}, 64)
+    # SD a monotone function of I: similar pairs are exactly the redundant ones
+    agreement = core.similarity_vs_interactions(planted_similarity("fc2", np.exp(index)), found, k=3)
+    assert agreement.spearman == pytest.approx(1.0) and agreement.overlap == 3 and agreement.pairs == 15
+    # reversed: similar pairs are the synergistic ones
+    assert core.similarity_vs_interactions(planted_similarity("fc2", np.exp(-index)), found).spearman == \
+        pytest.approx(-1.0)
+    # a generic SD: Spearman over the 15 pairs i < j, as scipy computes it from the flat pair lists
+    sd = rng.random((units, units))
+    sd = sd + sd.T
+    np.fill_diagonal(sd, 0)
+    i, j = np.triu_indices(units, 1)
+    from scipy.stats import spearmanr
+    assert core.similarity_vs_interactions(planted_similarity("fc2", sd), found).spearman == pytest.approx(
+        spearmanr(sd[i, j], index[i, j])[0])
+    with pytest.raises(ValueError, match="not the same layer"):
+        core.similarity_vs_interactions(planted_similarity("fc1", sd), found)
+
+
+def test_interaction_figure_shows_the_matrix_in_cluster_order():
+    index = np.array([[0, -0.5, 0.1], [-0.5, 0, 0.2], [0.1, 0.2, 0]])
+    found = core.Interactions("conv1", index, np.full((3, 3), 0.01), "sampled",
+                              {"payoff": "accuracy", "samples": 4, "seed": 0}, 72)
+    clusters = core.Clusters("conv1", np.array([1, 0, 1]), 2, {}, np.array([1.0, 2.0, 3.0]), [[2, 0], [1]])
+    figure = core.interaction_figure(found, clusters)
+    heat = figure.data[0]
+    assert list(heat.x) == ["unit 2", "unit 0", "unit 1"]
+    assert np.allclose(np.array(heat.z), index[np.ix_([2, 0, 1], [2, 0, 1])])
+    assert heat.zmid == 0 and heat.zmax == pytest.approx(0.5) and len(figure.layout.shapes) == 2
