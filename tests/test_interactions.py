@@ -124,7 +124,7 @@ def test_shapiq_agrees_with_our_exact_shapley_values_and_interactions(model, dig
 
 
 def test_bad_input_is_one_clear_line(model, digits_val):
-    with pytest.raises(ValueError, match=r"2\^100 coalitions for 100 units \(limit 20 units\); use estimator='sampled'"):
+    with pytest.raises(ValueError, match=r"2\^100 coalitions for 100 units \(limit 20 units\); use estimator='sampled' \(CLI: --estimator sampled\)"):
         core.interactions(model, digits_val, "fc1", estimator="exact")
     with pytest.raises(ValueError, match="unknown interaction estimator 'bogus'"):
         core.interactions(model, digits_val, "conv1", estimator="bogus")
@@ -174,3 +174,31 @@ def test_interaction_figure_shows_the_matrix_in_cluster_order():
     assert list(heat.x) == ["unit 2", "unit 0", "unit 1"]
     assert np.allclose(np.array(heat.z), index[np.ix_([2, 0, 1], [2, 0, 1])])
     assert heat.zmid == 0 and heat.zmax == pytest.approx(0.5) and len(figure.layout.shapes) == 2
+
+
+def test_cli_interactions_json_matches_the_library(model, digits_val, capsys):
+    import json
+
+    from core.cli import main
+
+    assert main(["interactions", "--layer", "fc2", "--estimator", "sampled", "--samples", "3", "--seed", "4",
+                 "--similarity", "--steps", "32", "--top", "3", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    found = core.interactions(model, digits_val, "fc2", estimator="sampled", samples=3, seed=4)
+    assert np.allclose(payload["matrix"], found.matrix) and np.allclose(payload["stderr"], found.stderr)
+    assert payload["evaluations"] == 2 * 25 * 25 * 3
+    assert [tuple(p) for p in payload["most_redundant"]] == [tuple(p) for p in found.most_redundant(3)]
+    agreement = core.similarity_vs_interactions(core.similarity_matrix(model, digits_val, "fc2", steps=32), found, k=3)
+    assert payload["similarity_vs_interactions"] == pytest.approx(agreement.to_dict())
+
+
+def test_cli_interactions_bad_input_is_one_line():
+    from tests.test_cli import run_cli
+
+    result = run_cli("interactions", "--layer", "fc1")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "error: the exact interaction index needs 2^100 coalitions for 100 units (limit 20 units); "
+        "use estimator='sampled' (CLI: --estimator sampled)"]
+    result = run_cli("interactions", "--layer", "conv1", "--estimator", "sampled", "--samples", "1")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

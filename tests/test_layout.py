@@ -164,7 +164,8 @@ def test_cli_help_is_byte_identical_to_the_snapshot():
     """``python -m core [command] --help`` for every command, at 100 columns, as it was before the rooms."""
     env = {**os.environ, "COLUMNS": "100"}
     parts = []
-    for command in ["", "info", "evaluate", "train", "am", "clusters", "rank", "curve", "compress"]:
+    for command in ["", "info", "evaluate", "train", "am", "clusters", "rank", "curve", "compress",
+                    "interactions"]:
         args = [sys.executable, "-m", "core", *([command] if command else []), "--help"]
         out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         parts.append(f"=== python -m core {command} --help\n" + out.stdout + out.stderr)

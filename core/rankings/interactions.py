@@ -137,7 +137,7 @@ def sampled(value: game.Value, units: int, samples: int, seed: int = 0,
             gain = np.diff(payoffs[0] - payoffs[1], axis=1)  # (count, n - 1): D_i,order[k](prefix k)
             np.put_along_axis(draws[i, lo:lo + count], orders, gain, axis=1)
             if progress:
-                progress(i * samples + lo + count, units * samples)
+                progress(evaluations, 2 * units * units * samples)
     one_side = draws.mean(1)
     variance = draws.var(1, ddof=1) / samples if samples > 1 else np.full((units, units), np.nan)
     matrix = (one_side + one_side.T) / 2
@@ -156,7 +156,7 @@ def check_params(units: int, estimator: str, samples: int, payoff: str) -> None:
         raise ValueError(f"interactions need at least 2 units; this layer has {units}")
     if estimator == "exact" and units > game.EXACT_LIMIT:
         raise ValueError(f"the exact interaction index needs 2^{units} coalitions for {units} units (limit "
-                         f"{game.EXACT_LIMIT} units); use estimator='sampled' (e.g. samples=20)")
+                         f"{game.EXACT_LIMIT} units); use estimator='sampled' (CLI: --estimator sampled)")
     elif int(samples) < 2:
         raise ValueError(f"sampled interactions need at least 2 orders per unit (for a standard error), got {samples}")
 
