@@ -50,13 +50,14 @@ def interaction_controls(units: int) -> core.Interactions | None:
     seed = c.number_input("Interaction seed", min_value=0, max_value=10_000, value=0, disabled=estimator == "exact")
     store = st.session_state.setdefault("_interactions", {})
     key = (chosen.model_key, chosen.dataset, chosen.layer, estimator, int(samples), int(seed))
-    if key not in store and st.button("Compute interactions", key="compute_interactions"):
-        bar = st.progress(0.0, text="Evaluating coalitions…")
+    slot = st.empty()  # the button, then the progress bar, then nothing
+    if key not in store and slot.button("Compute interactions", key="compute_interactions"):
+        bar = slot.progress(0.0, text="Evaluating coalitions…")
         store[key] = core.interactions(chosen.model, chosen.data("val"), chosen.layer, estimator=estimator,
                                        samples=int(samples), seed=int(seed), engine=chosen.engine("val"),
                                        progress=lambda done, total: bar.progress(
                                            done / total, text=f"Interactions: {done:,} / {total:,}"))
-        bar.empty()
+        slot.empty()
     return store.get(key)
 
 
