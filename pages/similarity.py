@@ -116,7 +116,8 @@ with friendly_errors():
                   help="Positive: similar pairs (small SD) tend to be redundant (negative I). p-value: "
                        f"{agreement.p_value:.2g}; Pearson {agreement.pearson:+.2f}.")
         i2.metric(f"Top-{agreement.k} similar pairs among top-{agreement.k} redundant",
-                  f"{agreement.overlap} / {agreement.k}", help=f"Chance of this overlap or more: {agreement.p_overlap:.2g}")
+                  f"{agreement.overlap} / {agreement.k}",
+                  help=f"Chance of this overlap or more: {agreement.p_overlap:.2g}")
         i3.metric("Interaction evaluations", f"{interactions.evaluations:,}",
                   help=f"{interactions.label}; {interactions.seconds:.1f} s when computed")
         st.caption(agreement.sentence())

@@ -124,7 +124,8 @@ def test_shapiq_agrees_with_our_exact_shapley_values_and_interactions(model, dig
 
 
 def test_bad_input_is_one_clear_line(model, digits_val):
-    with pytest.raises(ValueError, match=r"2\^100 coalitions for 100 units \(limit 20 units\); use estimator='sampled' \(CLI: --estimator sampled\)"):
+    with pytest.raises(ValueError, match=r"2\^100 coalitions for 100 units \(limit 20 units\); "
+                                         r"use estimator='sampled' \(CLI: --estimator sampled\)"):
         core.interactions(model, digits_val, "fc1", estimator="exact")
     with pytest.raises(ValueError, match="unknown interaction estimator 'bogus'"):
         core.interactions(model, digits_val, "conv1", estimator="bogus")
@@ -186,7 +187,7 @@ def test_cli_interactions_json_matches_the_library(model, digits_val, capsys):
     payload = json.loads(capsys.readouterr().out)
     found = core.interactions(model, digits_val, "fc2", estimator="sampled", samples=3, seed=4)
     assert np.allclose(payload["matrix"], found.matrix) and np.allclose(payload["stderr"], found.stderr)
-    assert payload["evaluations"] == 2 * 25 * 25 * 3
+    assert payload["evaluations"] == 2 * 25 * 25 * 3 + 1  # the walks and v(all)
     assert [tuple(p) for p in payload["most_redundant"]] == [tuple(p) for p in found.most_redundant(3)]
     agreement = core.similarity_vs_interactions(core.similarity_matrix(model, digits_val, "fc2", steps=32), found, k=3)
     assert payload["similarity_vs_interactions"] == pytest.approx(agreement.to_dict())

@@ -67,7 +67,8 @@ def similarity_vs_interactions(similarity: Similarity, interactions: Interaction
 
 
 def interaction_figure(interactions: Interactions, clusters: Clusters | None = None,
-                       title: str = "Shapley interaction index — red = redundant pair, blue = synergistic") -> go.Figure:
+                       title: str = "Shapley interaction index — red = redundant pair, blue = synergistic",
+                       ) -> go.Figure:
     """Heatmap of I_ij, units in the clusters' order (when given, with their boxes), zero-centred colours."""
     matrix = interactions.matrix
     order = clusters.order() if clusters is not None else list(range(len(matrix)))

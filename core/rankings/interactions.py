@@ -30,9 +30,9 @@ Estimators:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import factorial
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from torch import nn
@@ -61,7 +61,6 @@ class Interactions:
     seconds: float = 0.0
     v_all: float = float("nan")
     cached: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -198,13 +197,13 @@ def interactions(model: nn.Module, data: DataSplit, layer: str, estimator: str =
 
     def compute():
         start = time.perf_counter()
-        value = game.payoff(engine, layer, payoff)
         if estimator == "exact":
             table = coalition_table(engine, layer, payoff, progress, cache)
             matrix, stderr, evaluations, v_all = exact_from_table(table, units), None, len(table), table[-1]
         else:
+            value = game.payoff(engine, layer, payoff)
             matrix, stderr, evaluations = sampled(value, units, int(samples), int(seed), progress)
-            v_all = value(np.ones((1, units), np.float32))[0]
+            v_all, evaluations = value(np.ones((1, units), np.float32))[0], evaluations + 1  # v(all) for the record
         arrays = {"matrix": matrix} if stderr is None else {"matrix": matrix, "stderr": stderr}
         return arrays, {"seconds": time.perf_counter() - start, "evaluations": int(evaluations),
                         "v_all": float(v_all)}
