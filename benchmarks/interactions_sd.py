@@ -28,7 +28,7 @@ import core  # noqa: E402
 # layer -> interaction estimator settings, per data set (exact costs 2^n evaluations)
 SETTINGS = {
     "digits": {"conv1": {"estimator": "exact"}, "conv2": {"estimator": "exact"},
-               "fc1": {"estimator": "sampled", "samples": 10}, "fc2": {"estimator": "sampled", "samples": 40}},
+               "fc1": {"estimator": "sampled", "samples": 4}, "fc2": {"estimator": "sampled", "samples": 40}},
     "mnist": {"conv1": {"estimator": "exact"}, "conv2": {"estimator": "sampled", "samples": 20},
               "fc1": {"estimator": "sampled", "samples": 6}, "fc2": {"estimator": "sampled", "samples": 20}},
 }
