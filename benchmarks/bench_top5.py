@@ -99,8 +99,8 @@ def banzhaf(model, data, engine: core.Engine, layer: str) -> Estimator | None:
 
 
 def stable_budget(run: Estimator, reference: set[int], low: int, high: int, seeds: int,
-                  seconds_per_evaluation: float = 0.0, match: int = TOP) -> dict:
-    """The first budget (x2 steps) where >= 9 of 10 seeds give the reference top-5 (at least ``match`` of it)."""
+                  seconds_per_evaluation: float = 0.0, match: int = TOP, step: float = 2.0) -> dict:
+    """The first budget (x ``step`` steps) where >= 9 of 10 seeds give the reference top-5 (at least ``match`` of it)."""
     budget, need = low, int(np.ceil(0.9 * seeds))
     while budget <= high:
         hits, evaluations, seconds = 0, [], []
@@ -116,7 +116,7 @@ def stable_budget(run: Estimator, reference: set[int], low: int, high: int, seed
             return {"budget": budget, "evaluations": float(np.mean(evaluations)), "seconds": float(np.mean(seconds)),
                     "hits": hits}
         print(f"    budget {budget:>9,}: {hits}/{seed + 1} seeds exact before giving up on this budget", flush=True)
-        budget *= 2
+        budget = int(round(budget * step))
     return {"budget": None, "evaluations": float("inf"), "seconds": float("inf"), "hits": hits}
 
 
@@ -134,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default="conv2,fc1")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--step", type=float, default=2.0, help="budget ladder factor (default 2)")
+    parser.add_argument("--low", type=int, default=None, help="conv2: the smallest budget (default 500)")
     parser.add_argument("--wide-ours", default="antithetic,tmc", help="fc1: our variants to run")
     parser.add_argument("--wide-high", type=int, default=LADDER["fc1"][1], help="fc1: the largest budget")
     parser.add_argument("--reference", type=int, default=4000, help="fc1: antithetic permutations of the reference")
@@ -182,6 +184,8 @@ def main() -> None:
         chosen = variants if charge else {k: variants[k] for k in args.wide_ours.split(",")}
         if not charge:
             high = args.wide_high
+        elif args.low:
+            low = args.low
         estimators: dict[str, Estimator | None] = {name: ours(value, units, tol) for name, tol in chosen.values()}
         estimators["ours: sampled Banzhaf (MSR, core.rank)"] = banzhaf(model, val, engine, layer)
         estimators.update({f"shapiq {name}": peer(name, value, units) for name in peers if name})
@@ -193,7 +197,8 @@ def main() -> None:
                 continue
             # Banzhaf through core.rank pays the engine for real; on conv2 it is not on the table
             rows[name] = stable_budget(run, reference, low, high, args.seeds,
-                                       0.0 if "core.rank" in name else charge, TOP if charge else args.wide_match)
+                                       0.0 if "core.rank" in name else charge, TOP if charge else args.wide_match,
+                                       args.step)
             print(f"  {layer} {name}: {rows[name]}", flush=True)
         mine = [r for n, r in rows.items() if r and n.startswith("ours: sampled Shapley")]
         best_ours = min(mine, key=lambda r: r["evaluations"])
