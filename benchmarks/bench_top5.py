@@ -100,7 +100,7 @@ def banzhaf(model, data, engine: core.Engine, layer: str) -> Estimator | None:
 
 def stable_budget(run: Estimator, reference: set[int], low: int, high: int, seeds: int,
                   seconds_per_evaluation: float = 0.0, match: int = TOP, step: float = 2.0) -> dict:
-    """The first budget (x ``step`` steps) where >= 9 of 10 seeds give the reference top-5 (at least ``match`` of it)."""
+    """The first budget (x ``step`` per step) where >= 9 of 10 seeds give the reference top-5 (>= ``match`` of it)."""
     budget, need = low, int(np.ceil(0.9 * seeds))
     while budget <= high:
         hits, evaluations, seconds = 0, [], []
