@@ -203,3 +203,18 @@ def test_cli_interactions_bad_input_is_one_line():
         "use estimator='sampled' (CLI: --estimator sampled)"]
     result = run_cli("interactions", "--layer", "conv1", "--estimator", "sampled", "--samples", "1")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_shapiq_svarm_is_offered_as_a_shapley_estimator(model, digits_val, monkeypatch):
+    """shapiq's SVARM (it beat our sampler to a stable top-5 on conv2, benchmarks/bench_top5.py) through core.rank."""
+    pytest.importorskip("shapiq")
+    engine = core.Engine(model, digits_val)
+    exact = core.rank(model, digits_val, "conv1", "shapley", estimator="exact", engine=engine)
+    peer = core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=800, seed=2, engine=engine)
+    assert peer.label == "Shapley (shapiq SVARM, 800 coalitions)" and peer.stderr is None
+    assert 0 < peer.extra["evaluations"] <= 800
+    assert np.abs(peer.scores - exact.scores).max() < 0.03  # values of order 0.01-0.2
+    assert peer.params == {"estimator": "svarm", "payoff": "accuracy", "samples": 800, "seed": 2}
+    monkeypatch.setitem(__import__("sys").modules, "shapiq", None)  # not installed: one clear line
+    with pytest.raises(ValueError, match="runs through shapiq, which is not installed"):
+        core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=50, engine=engine, cache=False)
