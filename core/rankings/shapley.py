@@ -48,8 +48,8 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
         raise ValueError(f"unknown Shapley estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if params["payoff"] not in ("accuracy", "loss"):
         raise ValueError(f"payoff must be 'accuracy' or 'loss', not {params['payoff']!r}")
-    used = {"exact": (), "truncated": ("k",), "svarm": ("samples", "seed"), "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation",
-                                                           "subset", "seed")}[estimator]
+    used = {"exact": (), "truncated": ("k",), "svarm": ("samples", "seed"),  # svarm: samples = its budget
+            "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation", "subset", "seed")}[estimator]
     out = {"estimator": estimator, "payoff": params["payoff"], **{name: params[name] for name in used}}
     if estimator == "sampled":
         out["samples"] = int(out["samples"])
