@@ -36,3 +36,27 @@ def test_a_wide_layer_offers_only_the_sampled_interactions():
     at = open_page("pages/similarity.py", layer="fc1")
     radio = next(r for r in at.radio if r.label == "Interaction estimator")
     assert radio.options == ["sampled"]
+
+
+def test_rankings_page_offers_shapiq_svarm(model, digits_val):
+    import pytest
+
+    pytest.importorskip("shapiq")
+    at = open_page("pages/rankings.py", layer="conv1")
+    at.multiselect[0].set_value(["Shapley"]).run()
+    radio = next(r for r in at.radio if r.label == "Estimator")
+    assert "svarm" in radio.options
+    radio.set_value("svarm").run()
+    next(n for n in at.number_input if n.label == "Coalitions (budget)").set_value(500).run()
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at.switch_page("pages/toggle.py").run()
+    ranking = next(s for s in at.selectbox if s.label == "Ranking")
+    assert "Shapley (shapiq SVARM, 500 coalitions)" in ranking.options
+    ranking.set_value("Shapley (shapiq SVARM, 500 coalitions)")
+    at.number_input[0].set_value(3)
+    at.run()
+    next(b for b in at.button if b.label.startswith("Turn off")).click().run()
+    assert not at.exception, at.exception
+    lowest = core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=500, seed=0).lowest(3)
+    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)

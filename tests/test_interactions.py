@@ -218,3 +218,20 @@ def test_shapiq_svarm_is_offered_as_a_shapley_estimator(model, digits_val, monke
     monkeypatch.setitem(__import__("sys").modules, "shapiq", None)  # not installed: one clear line
     with pytest.raises(ValueError, match="runs through shapiq, which is not installed"):
         core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=50, engine=engine, cache=False)
+
+
+def test_cli_rank_svarm_matches_the_library(model, digits_val, tmp_path):
+    pytest.importorskip("shapiq")
+    import json
+
+    from tests.test_cli import run_cli
+
+    out = tmp_path / "svarm.json"
+    result = run_cli("rank", "--layer", "conv1", "--svarm", "300", "--seed", "1", "--split", "val", "--json",
+                     str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(out.read_text())
+    expected = core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=300, seed=1)
+    assert payload["params"] == expected.params and np.allclose(payload["scores"], expected.scores)
+    result = run_cli("rank", "--layer", "conv1", "--method", "l1", "--svarm", "300")
+    assert result.returncode == 2 and result.stderr.strip() == "error: --svarm applies to --method shapley only"
