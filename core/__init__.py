@@ -23,7 +23,9 @@ from .engine.compute import Scheduler, Token, default_threads, scheduler, set_th
 from .rankings import Ranking, rank
 from .rankings.by_hand import ShapleyByHand, shapley_by_hand
 from .rankings.by_hand import order_spread, teaching_players
+from .rankings.interactions import Interactions, interactions
 from .rankings import agreement as _agreement, plots as _ranking_plots  # noqa: F401  the whole package loads at once
+from .interpret import SimilarityVsInteractions, interaction_figure, sd_interaction_scatter, similarity_vs_interactions
 from .interpret import (AMResult, Clusters, Similarity, am_images, class_contributions, cluster_filters, contact_sheet,
                         gamma_figure, pruning_selection, sd_figure, similarity_matrix)
 from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, FinetuneResult, Plan, RandomBand, Recipe,
@@ -67,3 +69,5 @@ __all__ += ["teaching_players", "order_spread"]  # Shapley by hand: default play
 __all__ += ["read_image", "suggest_inversion", "predict", "class_probabilities"]  # an uploaded drawing
 __all__ += ["DATASETS", "EMBEDDED", "available_datasets", "search_folders"]  # issue 20
 __all__ += ["set_threads", "default_threads", "Scheduler", "scheduler", "Token"]  # the compute policy (issue 21)
+__all__ += ["Interactions", "interactions", "SimilarityVsInteractions", "similarity_vs_interactions",
+            "interaction_figure", "sd_interaction_scatter"]

@@ -1,4 +1,6 @@
 """Rankings: which units of the selected layer matter, by Shapley values, switches and baselines."""
+import importlib.util
+
 import streamlit as st
 
 import core  # first: loads the whole library at once (see explorer.py)
@@ -30,11 +32,14 @@ with friendly_errors():
     params: dict[str, dict] = {}
     if "Shapley" in picked:
         with st.expander("Shapley options"):
-            estimators = ["sampled", "truncated"] + (["exact"] if units <= INTERACTIVE_EXACT else [])
+            estimators = ["sampled", "truncated"] + (["exact"] if units <= INTERACTIVE_EXACT else []) + \
+                (["svarm"] if importlib.util.find_spec("shapiq") else [])
             estimator = st.radio("Estimator", estimators, horizontal=True,
                                  help=f"exact: all 2^N coalitions (offered here up to {INTERACTIVE_EXACT} "
                                       f"units; the CLI goes to {EXACT_LIMIT}). truncated: removal sets of "
-                                      "size <= k. sampled: permutation Monte Carlo with standard errors.")
+                                      "size <= k. sampled: permutation Monte Carlo with standard errors. "
+                                      "svarm: shapiq's stratified SVARM (no standard errors; fewer coalitions to "
+                                      "a stable top-5 on LeNet conv2, see the README).")
             shapley = {"estimator": estimator,
                        "payoff": st.radio("Payoff", ["accuracy", "loss"], horizontal=True)}
             if estimator == "sampled":
@@ -64,6 +69,9 @@ with friendly_errors():
                 shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="shapley_seed")
             elif estimator == "truncated":
                 shapley["k"] = st.slider("k (largest removal set)", 0, units - 1, min(2, units - 1))
+            elif estimator == "svarm":
+                shapley["samples"] = st.number_input("Coalitions (budget)", 100, 1_000_000, 4000, step=500)
+                shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="svarm_seed")
             params["Shapley"] = shapley
     if "Importance switches" in picked:
         with st.expander("Switch options"):

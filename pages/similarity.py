@@ -38,6 +38,31 @@ def analysis(steps: int, seed: int, definition: str, combine: str) -> tuple[core
     return store[key]
 
 
+def interaction_controls(units: int) -> core.Interactions | None:
+    """Estimator choice and a compute button; the interactions of this layer once computed (kept per session)."""
+    exact_ok = units <= core.rankings.game.EXACT_LIMIT
+    a, b, c = st.columns([2, 1, 1])
+    options = ["exact", "sampled"] if exact_ok else ["sampled"]
+    estimator = a.radio("Interaction estimator", options, horizontal=True,
+                        index=0 if exact_ok and units <= 12 else len(options) - 1,
+                        help=f"exact: all 2^{units} coalitions (up to {core.rankings.game.EXACT_LIMIT} units); "
+                             "sampled: random orders per unit, 2·n² evaluations each, with standard errors")
+    samples = b.number_input("Orders per unit", min_value=2, max_value=1000, value=20, step=10,
+                             disabled=estimator == "exact")
+    seed = c.number_input("Interaction seed", min_value=0, max_value=10_000, value=0, disabled=estimator == "exact")
+    store = st.session_state.setdefault("_interactions", {})
+    key = (chosen.model_key, chosen.dataset, chosen.layer, estimator, int(samples), int(seed))
+    slot = st.empty()  # the button, then the progress bar, then nothing
+    if key not in store and slot.button("Compute interactions", key="compute_interactions"):
+        bar = slot.progress(0.0, text="Evaluating coalitions…")
+        store[key] = core.interactions(chosen.model, chosen.data("val"), chosen.layer, estimator=estimator,
+                                       samples=int(samples), seed=int(seed), engine=chosen.engine("val"),
+                                       progress=lambda done, total: bar.progress(
+                                           done / total, text=f"Interactions: {done:,} / {total:,}"))
+        slot.empty()
+    return store.get(key)
+
+
 with friendly_errors():
     if not chosen.engine("val").staged:
         st.info("Similar filters needs the class contributions γ, computed through the network's layers after this "
@@ -78,11 +103,35 @@ with friendly_errors():
     if removed:
         st.markdown("**Removed:** " + ", ".join(f"unit {u}" for u in removed))
 
+    st.subheader("Are similar filters redundant? (unit interactions)")
+    st.caption("The Shapley interaction index of two units (Grabisch & Roubens 1999) averages how much switching "
+               "both off costs beyond switching each off alone, over the coalitions of the other units: negative = "
+               "**redundant** (either unit does the job), positive = **synergistic** (they matter only together). "
+               "It is drawn beside SD, in the same order; paper B's similar pairs would be red there.")
+    interactions = interaction_controls(units)
+    gamma_chart = core.gamma_figure(similarity.gamma, chosen.data("val").class_names, clusters.order(),
+                                    title="Class contributions γ (paper B Eq. 2), units by cluster")
     left, right = st.columns(2)
     left.plotly_chart(core.sd_figure(similarity, clusters), width="stretch", key="sd")
-    right.plotly_chart(core.gamma_figure(similarity.gamma, chosen.data("val").class_names, clusters.order(),
-                                         title="Class contributions γ (paper B Eq. 2), units by cluster"),
-                       width="stretch", key="gamma")
+    if interactions is None:
+        right.plotly_chart(gamma_chart, width="stretch", key="gamma")
+    else:
+        right.plotly_chart(core.interaction_figure(interactions, clusters), width="stretch", key="interactions")
+        agreement = core.similarity_vs_interactions(similarity, interactions)
+        i1, i2, i3 = st.columns(3)
+        i1.metric("Spearman(SD, I) over pairs", f"{agreement.spearman:+.2f}",
+                  help="Positive: similar pairs (small SD) tend to be redundant (negative I). p-value: "
+                       f"{agreement.p_value:.2g}; Pearson {agreement.pearson:+.2f}.")
+        i2.metric(f"Top-{agreement.k} similar pairs among top-{agreement.k} redundant",
+                  f"{agreement.overlap} / {agreement.k}",
+                  help=f"Chance of this overlap or more: {agreement.p_overlap:.2g}")
+        i3.metric("Interaction evaluations", f"{interactions.evaluations:,}",
+                  help=f"{interactions.label}; {interactions.seconds:.1f} s when computed")
+        st.caption(agreement.sentence())
+        below_left, below_right = st.columns(2)
+        below_left.plotly_chart(gamma_chart, width="stretch", key="gamma")
+        below_right.plotly_chart(core.sd_interaction_scatter(similarity, interactions), width="stretch",
+                                 key="sd_vs_interactions")
     operator = "+" if similarity.combine == "sum" else "×"
     dead = [int(u) for u in similarity.dead.nonzero()[0]] if similarity.dead is not None else []
     st.caption(f"SD = AM-pattern distance {operator} class-contribution distance (γ definition: "

@@ -165,7 +165,8 @@ def test_cli_help_is_byte_identical_to_the_snapshot():
     changed none of it; a change that adds or edits a flag regenerates the snapshot in the same commit."""
     env = {**os.environ, "COLUMNS": "100"}
     parts = []
-    for command in ["", "info", "evaluate", "train", "am", "clusters", "rank", "curve", "compress", "by-hand", "predict"]:
+    for command in ["", "info", "evaluate", "train", "am", "clusters", "rank", "curve", "compress", "by-hand", "predict",
+                    "interactions"]:
         args = [sys.executable, "-m", "core", *([command] if command else []), "--help"]
         out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         parts.append(f"=== python -m core {command} --help\n" + out.stdout + out.stderr)

@@ -50,11 +50,16 @@ TEXTS: dict[str, tuple[str, list[str], list[str]]] = {  # page -> (what, formula
         "units from within a group, lowest contribution index first, and never a unit alone in its group.",
         [r"\gamma_{ij} = \mathbb{E}_x\Bigl[\frac{\partial P(y_j \mid x)}{\partial g_i}\Bigr]_{g=1}",
          r"SD_{ij} = \frac{D_{AM}(i,j)}{\overline{D_{AM}}} + \frac{D_\gamma(i,j)}{\overline{D_\gamma}}",
-         r"I(F_i) = \mathbb{E}_x\Bigl|\frac{\partial Z}{\partial A_i} A_i\Bigr|"],
+         r"I(F_i) = \mathbb{E}_x\Bigl|\frac{\partial Z}{\partial A_i} A_i\Bigr|",
+         r"I_{ij} = \sum_{S \subseteq N \setminus \{i,j\}} \frac{|S|!\,(n-|S|-2)!}{(n-1)!}"
+         r"\bigl[v(S{\cup}ij) - v(S{\cup}i) - v(S{\cup}j) + v(S)\bigr]"],
         ["Cluster rows: AM images of each cluster, the units a pruning rate removes crossed out in red.",
          "SD heatmap (a distance): yellow = similar, the same function (0 on the diagonal); dark = different; "
          "boxes are the clusters.",
-         "γ heatmap: red = the unit raises that class's probability, blue = lowers it, white = no effect."]),
+         "γ heatmap: red = the unit raises that class's probability, blue = lowers it, white = no effect.",
+         "Interaction heatmap (Shapley interaction index, Grabisch & Roubens): red = a redundant pair (either unit "
+         "does the job: losing one costs little while the other stays), blue = a synergistic pair (they matter only "
+         "together). If paper B's similar pairs were the redundant ones, small SD would go with red."]),
     "curves": (
         "What a ranking costs when you act on it: the accuracy after switching off the n least important units, "
         "for every n, without retraining (paper A Fig. 2, paper B Figs. 4-5). Random orders over several seeds "

@@ -12,6 +12,7 @@ from .common import (COMMANDS, _check_precision, _common, _device_arg, _distribu
                      _precision_arg, _print, _workers_args, command, load, parse_off, progress_bar)
 from . import basics, am, rankings, curves, compress  # noqa: F401  registers the commands, in this order
 from . import teaching  # noqa: F401,E402  by-hand and predict (issue 22)
+from . import interactions  # noqa: F401,E402  registers `interactions` (after the others: help order)
 
 __all__ = ["COMMANDS", "command", "load", "main", "parse_off", "progress_bar"]
 

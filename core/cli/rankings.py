@@ -22,6 +22,8 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     estimator.add_argument("--exact", action="store_true", help="shapley: all 2^N coalitions")
     estimator.add_argument("--samples", type=int, help="shapley: N sampled permutations (default 100)")
     estimator.add_argument("--k", type=int, help="shapley: truncated to removal sets of size <= K")
+    estimator.add_argument("--svarm", type=int, metavar="BUDGET",
+                           help="shapley: shapiq's SVARM with BUDGET coalitions (needs shapiq)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="sampled shapley: stop early once the top K units are separated")
     parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None, help="shapley payoff")
@@ -46,7 +48,7 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
 def _rank_params(args: argparse.Namespace) -> dict:
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
                     "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic,
-                    "--subset": args.subset}
+                    "--subset": args.subset, "--svarm": args.svarm}
     switch_only = {"--alpha0": args.alpha0, "--epochs": args.epochs, "--switch-split": args.switch_split}
     for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
         given = [flag for flag, value in flags.items() if value not in (None, False)]
@@ -54,7 +56,10 @@ def _rank_params(args: argparse.Namespace) -> dict:
             raise ValueError(f"{given[0]} applies to --method {method} only")
     params: dict = {}
     if args.method == "shapley":
-        params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else "sampled"
+        params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else \
+            "svarm" if args.svarm is not None else "sampled"
+        if args.svarm is not None:
+            params["samples"] = args.svarm
         params.update({k: v for k, v in (("samples", args.samples), ("k", args.k), ("top_k", args.top_k),
                                          ("payoff", args.payoff), ("truncation", args.truncation)) if v is not None})
         if args.no_antithetic:

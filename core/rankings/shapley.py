@@ -38,7 +38,7 @@ from .game import CHUNK as _CHUNK, EXACT_LIMIT, coalition_values, semivalue, sha
 
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
             "antithetic": True, "truncation": None, "subset": None, "payoff": "accuracy", "seed": 0}
-ESTIMATORS = ("exact", "truncated", "sampled")
+ESTIMATORS = ("exact", "truncated", "sampled", "svarm")  # svarm: shapiq's, core/rankings/peer.py
 COMPARABLE_ACROSS_LAYERS = True  # accuracy (or loss) points of the whole network, whatever the layer
 
 
@@ -49,8 +49,8 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
         raise ValueError(f"unknown Shapley estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if params["payoff"] not in ("accuracy", "loss"):
         raise ValueError(f"payoff must be 'accuracy' or 'loss', not {params['payoff']!r}")
-    used = {"exact": (), "truncated": ("k",), "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation",
-                                                           "subset", "seed")}[estimator]
+    used = {"exact": (), "truncated": ("k",), "svarm": ("samples", "seed"),  # svarm: samples = its budget
+            "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation", "subset", "seed")}[estimator]
     out = {"estimator": estimator, "payoff": params["payoff"], **{name: params[name] for name in used}}
     if estimator == "sampled":
         out["samples"] = int(out["samples"])
@@ -78,6 +78,8 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
             raise ValueError("confidence must be between 0 and 1, e.g. 0.95")
     if estimator == "truncated":
         out["k"] = int(out["k"])
+    if estimator == "svarm":
+        out["samples"] = int(out["samples"])
     return out
 
 
@@ -98,7 +100,8 @@ def label(params: dict, extra: dict | None = None) -> str:
         sampled += ((f", TMC {params['truncation']:g}" if params.get("truncation") else "")
                     + (f", {params['subset']} images" if params.get("subset") else "")
                     + (f", seed {params['seed']}" if params.get("seed", 0) != 0 else ""))
-    extra_text = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}", "sampled": sampled}[params["estimator"]]
+    extra_text = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}", "sampled": sampled,
+                  "svarm": f"shapiq SVARM, {params.get('samples')} coalitions"}[params["estimator"]]
     return f"Shapley ({extra_text}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
@@ -111,6 +114,10 @@ def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled
         return exact(value, units, progress)
     if estimator == "truncated":
         return truncated(value, units, params["k"], progress)
+    if estimator == "svarm":
+        from .peer import peer_shapley
+
+        return peer_shapley(value, units, estimator, params["samples"], params["seed"], progress)
     run_tasks = None
     if pool is not None:
         def run_tasks(tasks, on_result=None):
