@@ -26,6 +26,7 @@ from .pruning import (RECIPES, Cancelled, CompressionResult, Curve, CurveSet, Fi
                       finetune, layer_clusters, layer_curve, layer_rankings, make_recipe, network_curves,
                       plan_from_budget, plan_from_pr, plan_from_widths, prune, prune_model, random_band,
                       report_csv, report_markdown, sensitivity_figure, sensitivity_grid, summarize, verify_onnx)
+from .pruning import ReportCard, greedy_curve, oracle_curve, reference_curve, report_card  # issue 19
 from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
 from .engine import plots  # noqa: E402,F401  (core.plots, as before)
 from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
@@ -49,3 +50,4 @@ __all__ += ["Plan", "layer_rankings", "layer_clusters", "plan_from_widths", "pla
             "prune", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
             "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
             "report_csv", "report_markdown"]
+__all__ += ["oracle_curve", "greedy_curve", "reference_curve", "report_card", "ReportCard"]  # issue 19: oracle + report card

@@ -127,15 +127,14 @@ def coalition_table(engine: Engine, layer: str, kind: str = "accuracy", progress
 
 
 def all_coalitions(engine: Engine, layer: str, kind: str = "accuracy", progress=None) -> np.ndarray:
-    """v of all 2^N coalitions through the engine's enumeration (``Engine.evaluate_all_coalitions``
-    when it has one for this layer, else batched ``evaluate_masks`` calls)."""
+    """v of all 2^N coalitions through the engine's one sweep (core/engine/enumerate.py) when the layer has
+    the linear fast path, else batched ``evaluate_masks`` calls (``coalition_values``)."""
+    from ..engine.enumerate import all_coalition_values
+
     units = engine.units(layer)
-    fast = getattr(engine, "evaluate_all_coalitions", None)
-    if fast is not None:
-        result = fast(layer, kind, progress)
-        if result is not None:
-            return result
-    return coalition_values(payoff(engine, layer, kind), units, progress)
+    check_exhaustive(units)
+    fast = all_coalition_values(engine, layer, kind, progress) if engine.precision == "float32" else None
+    return fast if fast is not None else coalition_values(payoff(engine, layer, kind), units, progress)
 
 
 def exact_semivalue(engine: Engine, layer: str, weights: np.ndarray, kind: str = "accuracy", progress=None,
