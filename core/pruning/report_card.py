@@ -50,6 +50,8 @@ class ReportCard:
     def markdown(self) -> str:
         """The table as Markdown (numbers to 2 decimals, missing values as —)."""
         def cell(value) -> str:
+            if value is None:
+                return "—"
             if isinstance(value, float):
                 return "—" if value != value else f"{value:.2f}"
             return str(value)
@@ -117,13 +119,13 @@ def report_card(curves: CurveSet, rankings: Sequence[Ranking], exact_shapley: Ra
                "largest gap (pts)": float(gaps.max()) if len(gaps) else 0.0,
                f"units within {tolerance_pts}": _within(curve, curves.full_accuracy, tolerance),
                f"reference within {tolerance_pts}": reference_within,
-               "Spearman vs exact Shapley": float("nan"), "evaluations": float("nan"), "seconds": float("nan"),
+               "Spearman vs exact Shapley": float("nan"), "evaluations": None, "seconds": float("nan"),
                "seed Spearman": float("nan"), "same top-5 over seeds": float("nan")}
         if ranking is not None:
             if exact_shapley is not None:
                 row["Spearman vs exact Shapley"] = float(spearmanr(ranking.scores, exact_shapley.scores)[0])
             evaluations = ranking.extra.get("evaluations", 0 if ranking.method in WITHOUT_EVALUATIONS else None)
-            row["evaluations"] = float("nan") if evaluations is None else int(evaluations)
+            row["evaluations"] = None if evaluations is None else int(evaluations)
             row["seconds"] = float(ranking.seconds)
             if ranking in sampled:
                 seeds = [ranking] + [rank(rank_engine.model, rank_engine.data, curves.layer, ranking.method,
@@ -138,14 +140,16 @@ def report_card(curves: CurveSet, rankings: Sequence[Ranking], exact_shapley: Ra
     random_curve = Curve(band.label, curves.layer, band.counts, band.mean, band.mean, [], "least", "random",
                          curves.units)
     gaps = _gaps(random_curve, reference)
-    table = pd.DataFrame(rows).sort_values(["mean gap (pts)", "largest gap (pts)"], kind="stable")
+    table = pd.DataFrame(rows).astype({"evaluations": object}).sort_values(["mean gap (pts)", "largest gap (pts)"], kind="stable")
     table.insert(0, "", ["★"] + [""] * (len(table) - 1))
     table = pd.concat([table, pd.DataFrame([{"": "", "ranking": band.label, "mean gap (pts)": float(gaps.mean()),
                                              "largest gap (pts)": float(gaps.max()),
                                              f"units within {tolerance_pts}": _within(random_curve,
                                                                                       curves.full_accuracy, tolerance),
                                              f"reference within {tolerance_pts}": reference_within}])],
-                      ignore_index=True)
+                      ignore_index=True).astype({"evaluations": object})
+    table["evaluations"] = pd.Series([None if v is None or v != v else int(v) for v in table["evaluations"]],
+                                     dtype=object, index=table.index)
     winner = str(table["ranking"].iloc[0])
     return ReportCard(curves.layer, curves.split, reference.label, table, winner,
                       reading(curves, winner, reference))
@@ -160,7 +164,8 @@ def reading(curves: CurveSet, winner: str, reference: Curve, close: float = 1.0)
     running = np.maximum.accumulate(gap)
     reach = int(np.flatnonzero(running <= close)[-1]) if (running <= close).any() else 0
     n = int(best.counts[reach])
-    sentence = f"on {curves.layer}, {winner} is within {running[reach]:.1f} points of {what} up to {n} units"
+    sentence = (f"on {curves.layer}, {winner} is within {running[reach]:.1f} points of {what} up to {n} "
+                f"unit{'s' if n != 1 else ''}")
     other = next((c for c in curves.curves if c.method == "l1" and c.label != winner), None) or next(
         (c for c in curves.curves if c.label != winner), None)
     if other is not None and n > 0:
