@@ -50,6 +50,8 @@ class CurveSet:
         curve = self.get(label)
         if not 0 <= n <= self.units:
             raise ValueError(f"n must be between 0 and {self.units} (got {n})")
+        if n in list(curve.counts):  # the point's own mask (the oracle's best sets are not nested)
+            return list(curve.removed[list(curve.counts).index(n)])
         longest = max(curve.removed, key=len)
         if n > len(longest):
             raise ValueError(f"the curve {label!r} only goes to {len(longest)} units removed")
