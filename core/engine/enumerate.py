@@ -70,7 +70,10 @@ def all_coalition_values(engine, layer: str, kind: str = "accuracy", progress=No
             done += 1
             if progress:
                 progress(done, steps)
-    return (totals / n_images).flatten().cpu().numpy()
+    values = totals / n_images
+    if kind == "accuracy":  # rounded as evaluate_masks rounds it (a float32 mean), so the two paths agree exactly
+        values = values.float().double()
+    return values.flatten().cpu().numpy()
 
 
 def _flat(modules) -> list[nn.Module]:
