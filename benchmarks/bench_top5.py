@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402
 from core.rankings import METHODS, game, shapley  # noqa: E402
-from core.rankings.interactions import coalition_table  # noqa: E402
+from core.rankings.game import coalition_table  # noqa: E402
 
 TOP = 5
 # name -> (lowest budget, highest budget) in evaluations, per layer
@@ -156,7 +156,7 @@ def main() -> None:
         per_eval = engine_cost(live, units)
         if layer == "conv2":
             start = time.perf_counter()
-            table = coalition_table(engine, layer)  # cached on disk: shared with core.interactions(exact)
+            table = coalition_table(engine, layer)  # cached on disk: shared with exact Shapley, the oracle and core.interactions(exact)
             print(f"  {layer}: 2^{units} coalition values ({time.perf_counter() - start:.0f} s)")
             value, charge = table_value(table, units), per_eval
             exact = game.semivalue(table, units, game.shapley_weights(units))

@@ -41,6 +41,7 @@ try:
 except ValueError as _bad:  # a bad NRE_THREADS: said once, torch's own setting kept (the CLI refuses it with exit 2)
     import warnings
     warnings.warn(str(_bad), stacklevel=2)
+from .pruning import ReportCard, greedy_curve, oracle_curve, reference_curve, report_card  # issue 19
 from . import _flat_layout  # noqa: E402,F401  the module paths of the earlier flat layout, for old notebooks
 from .engine import plots  # noqa: E402,F401  (core.plots, as before)
 from .network import coupling  # noqa: E402,F401  (core.coupling, as before; Torch-Pruning is imported on use)
@@ -71,3 +72,4 @@ __all__ += ["DATASETS", "EMBEDDED", "available_datasets", "search_folders"]  # i
 __all__ += ["set_threads", "default_threads", "Scheduler", "scheduler", "Token"]  # the compute policy (issue 21)
 __all__ += ["Interactions", "interactions", "SimilarityVsInteractions", "similarity_vs_interactions",
             "interaction_figure", "sd_interaction_scatter"]
+__all__ += ["oracle_curve", "greedy_curve", "reference_curve", "report_card", "ReportCard"]  # issue 19: oracle + report card

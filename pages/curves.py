@@ -10,6 +10,8 @@ from core.pruning.curve_sets import ALL_LAYERS, curve_set
 from core.pruning.curves import MAX_SEEDS, MIN_SEEDS
 from core.pruning.curve_plots import MIRROR_SUFFIX, curves_figure, sensitivity_figure
 from core.pruning.network_curves import network_curves, sensitivity_grid
+from core.pruning.oracle import ORACLE_LIMIT, greedy_evaluations, reference_curve
+from core.pruning.report_card import report_card
 from core.rankings import METHODS, method_params, rank, ran_label
 from ui.rankings import known_rankings, remember_ranking
 from ui.compute import heavy
@@ -17,7 +19,9 @@ from ui.explain import explain
 from ui.state import friendly_errors, ray_pool, selection
 
 # computed on demand when picked (the Rankings page offers every parameter; these are quick defaults)
-ON_DEMAND = [("shapley", {"samples": 50}), ("switches", {}), ("l2", {}), ("taylor", {}), ("activation", {})]
+ON_DEMAND = [("shapley", {"samples": 50}), ("switches", {}), ("l2", {}), ("taylor", {}), ("activation", {}),
+             ("loo", {}), ("banzhaf", {"samples": 1000}), ("beta_shapley", {"samples": 50})]
+QUICK_ORACLE = 12  # the oracle is drawn by default up to 2^12 coalitions (seconds); 13-20 units take minutes
 MAX_SEEDS_HERE = min(MAX_SEEDS, 30)
 GENERIC_POINTS = 9  # removal counts per curve on a torchvision model: 6 curves x 9 passes of ~1 s, about a minute
 DEFAULT_SHAPLEY_UNITS = 32  # small layers get Shapley by default (about a second); wider ones on request
@@ -159,6 +163,20 @@ with friendly_errors():
                                   "function is.")
 
     here = replace(chosen, layer=scope if scope != ALL_LAYERS else chosen.layer)
+    reference = None
+    if scope != ALL_LAYERS and direction == "least":
+        units_here = here.units()
+        choices = ["none", "greedy"] + (["oracle"] if units_here <= ORACLE_LIMIT else [])
+        default_ref = "oracle" if units_here <= QUICK_ORACLE else "none"  # wider: picked (minutes, or greedy)
+        picked_ref = st.radio(
+            "Reference line", choices, index=choices.index(default_ref), horizontal=True, key=f"curves_ref:{scope}",
+            format_func={"none": "none", "greedy": "greedy (not an upper bound)",
+                         "oracle": "oracle: best of all removals"}.get,
+            help=f"oracle: for each n, the highest accuracy over every way of removing n units (all 2^{units_here} "
+                 f"coalitions, up to {ORACLE_LIMIT} units; above {QUICK_ORACLE} units this takes minutes once, then "
+                 f"it is cached). greedy: remove, at each step, the unit whose removal costs least "
+                 f"({greedy_evaluations(units_here):,} evaluations).")
+        reference = None if picked_ref == "none" else picked_ref
     session = known_rankings(here)
     offered = on_demand(here.engine("val"))
     options = [label for label in session if label not in offered] + list(offered)  # stable as rankings get computed
@@ -183,6 +201,16 @@ with friendly_errors():
         key = ("layer", chosen.model_key, engine.data.key, scope,
                tuple((e.label, hashlib.sha256(e.scores.tobytes()).hexdigest()) for e in entries), seeds, direction)
         result = memo(key, lambda: layer_curves(engine, scope, entries, seeds, direction))
+        if reference is not None:
+            def compute_reference():
+                bar = st.progress(0.0, text=f"{reference} reference…")
+                with heavy(f"the {reference} reference"):
+                    curve = reference_curve(engine, scope, reference,
+                                            progress=progress_callback(bar, f"{reference} reference"))
+                bar.empty()
+                return curve
+            ref_curve = memo(("reference", chosen.model_key, engine.data.key, scope, reference), compute_reference)
+            result = replace(result, reference=ref_curve)
 
     mirror = None
     if scope != ALL_LAYERS and direction == "least" and st.checkbox(
@@ -198,12 +226,41 @@ with friendly_errors():
         summary[column] = [style.format(v) if v == v else "—" for v in summary[column]]  # NaN: never
     st.table(summary, hide_index=True)  # a plain table: its cells wrap, so it fits 1280 px with the sidebar open
 
+    if scope != ALL_LAYERS and result.reference is not None:
+        st.subheader("Report card: how close each ranking comes to the reference")
+        st.caption(f"Gaps in accuracy points to **{result.reference.label}**, over the interior points (0 < n < "
+                   f"{result.units}), on the {split} split; units within 1 pt: removable before accuracy drops more "
+                   "than 1 point; Spearman against exact Shapley when it is among the rankings; evaluations and "
+                   "seconds the ranking cost.")
+        stability = st.checkbox("Stability over seeds (each sampled ranking recomputed with 3 more seeds)",
+                                key="card_stability")
+        card_key = ("card", key, reference, stability)
+
+        def compute_card():
+            bar = st.progress(0.0, text="stability over seeds…") if stability else None
+            card = report_card(result, entries, stability_seeds=3 if stability else 0,
+                               rank_engine=here.engine("val"),
+                               progress=progress_callback(bar, "stability over seeds") if bar else None)
+            if bar is not None:
+                bar.empty()
+            return card
+        card = memo(card_key, compute_card)
+        st.dataframe(card.table, hide_index=True, width="stretch", column_config={
+            "mean gap (pts)": st.column_config.NumberColumn(format="%.2f"),
+            "largest gap (pts)": st.column_config.NumberColumn(format="%.2f"),
+            "Spearman vs exact Shapley": st.column_config.NumberColumn(format="%.2f"),
+            "seconds": st.column_config.NumberColumn(format="%.2f"),
+            "seed Spearman": st.column_config.NumberColumn(format="%.2f"),
+            "same top-5 over seeds": st.column_config.NumberColumn(format="%.2f")})
+        st.markdown(f"★ **{card.winner}**: {card.reading}.")
+
     if scope != ALL_LAYERS:
         st.subheader("Carry a mask to Live toggles")
         points = (event.selection.get("points") or []) if event is not None and hasattr(event, "selection") else []
         clicked = next((p for p in points if p.get("customdata")), None)
         sets = {"": result, MIRROR_SUFFIX: mirror} if mirror is not None else {"": result}
         labels = [c.label + suffix for suffix, group in sets.items() for c in group.curves]
+        labels += [result.reference.label] if result.reference is not None else []
         labels += [f"Random (seed {s})" for s in result.random.seeds]
 
         def curve_of(name: str):

@@ -16,7 +16,8 @@ from ui.state import friendly_errors, ray_address, selection
 
 INTERACTIVE_EXACT = 12  # 2^12 coalitions: seconds; bigger layers use sampling in the app
 METHODS = {"Shapley": "shapley", "Importance switches": "switches", "L1 norm": "l1", "L2 norm": "l2",
-           "Taylor (paper B Eq. 7)": "taylor", "Mean activation": "activation", "Random": "random"}
+           "Taylor (paper B Eq. 7)": "taylor", "Mean activation": "activation", "Random": "random",
+           "Banzhaf": "banzhaf", "Beta-Shapley": "beta_shapley", "Leave-one-out": "loo"}  # semivalues: issue 19
 
 chosen = selection()  # draws the sidebar; stops the page when nothing usable is chosen
 with friendly_errors():
@@ -84,6 +85,26 @@ with friendly_errors():
                 "split": st.radio("Learn on", ["train", "val"], horizontal=True,
                                   help="paper A trains the switches on the training split, KL weighted by "
                                        "1/(its size); accuracy is always measured on the validation split")}
+    for name in ("Banzhaf", "Beta-Shapley"):  # the semivalues (docs/METHODS.md): exact or sampled, with errors
+        if name in picked:
+            with st.expander(f"{name} options"):
+                estimators = ["sampled"] + (["exact"] if units <= INTERACTIVE_EXACT else [])
+                options = {"estimator": st.radio("Estimator", estimators, horizontal=True, key=f"{name}_estimator",
+                                                 help="exact: all 2^N coalitions (shared with exact Shapley and the "
+                                                      "oracle). sampled: with standard errors.")}
+                if name == "Beta-Shapley":
+                    left, right = st.columns(2)
+                    options["alpha"] = left.number_input("alpha", 0.01, 100.0, 1.0, key="beta_alpha")
+                    options["beta"] = right.number_input("beta", 0.01, 100.0, 16.0, key="beta_beta",
+                                                         help="beta > alpha weights nearly-full coalitions (what "
+                                                              "pruning asks); alpha = beta = 1 is Shapley")
+                if options["estimator"] == "sampled":
+                    options["samples"] = (st.slider("Coalitions (maximum sample reuse)", 100, 20000, 2000, step=100,
+                                                    key="banzhaf_samples") if name == "Banzhaf" else
+                                          st.slider("Draws (N + 1 evaluations each)", 10, 1000, 100, step=10,
+                                                    key="beta_samples"))
+                    options["seed"] = st.number_input("Seed", 0, 10_000, 0, key=f"{name}_seed")
+                params[name] = options
     if "Random" in picked:
         params["Random"] = {"seed": st.number_input("Random seed", 0, 10_000, 0, key="random_seed")}
 
@@ -115,8 +136,10 @@ with friendly_errors():
         with st.expander(ranking.label + note, expanded=ranking.method != "l1" or len(rankings) == 1):
             st.plotly_chart(scores_bar(ranking), width="stretch", key=f"bar-{ranking.label}")
             if ranking.stderr is not None:
-                st.caption(f"Error bars: ±1.96 standard errors over {ranking.extra.get('permutations')} "
-                           f"permutations{' (stopped early)' if ranking.extra.get('stopped_early') else ''}"
+                drawn = {"banzhaf": "sampled coalitions", "beta_shapley": "draws"}.get(ranking.method, "permutations")
+                st.caption(f"Error bars: ±1.96 standard errors over "
+                           f"{ranking.extra.get('permutations', ranking.params.get('samples'))} "
+                           f"{drawn}{' (stopped early)' if ranking.extra.get('stopped_early') else ''}"
                            + (f", computed on {ranking.extra['workers']} Ray workers" if "workers" in ranking.extra
                               else "") + ".")
             if "image_stderr" in ranking.extra:

@@ -111,3 +111,42 @@ def test_curves_page_other_layer_all_layers_and_sensitivity(model, digits_val):
     heat = charts(at)[-1]
     assert heat["data"][0]["type"] == "heatmap" and heat["data"][0]["y"] == ["conv1", "conv2", "fc1", "fc2"]
     assert values(heat["data"][0]["z"]).shape == (4, 9)  # layers x rates 10%..90%
+
+
+def test_curves_page_oracle_line_report_card_and_the_semivalues(model, digits_val, digits_test):
+    """Issue 19: on a small layer the oracle line is drawn by default and equals core.oracle_curve on the test
+    split; the report card's gaps are the oracle minus each curve; the semivalues are offered and drawn;
+    the greedy reference on a wide layer equals core.greedy_curve."""
+    at = open_page("pages/curves.py", layer="conv1")
+    names = [t["name"] for t in charts(at)[0]["data"]]
+    assert "Oracle (best of all removals)" in names
+    methods = next(m for m in at.multiselect if m.label == "Methods")
+    methods.set_value(["L1 norm", "Leave-one-out", "Banzhaf (MSR, 1000 coalitions)",
+                       "Beta-Shapley (α=1, β=16, sampled, 50 draws)"])
+    at.run()
+    ok(at)
+    figure = charts(at)[0]
+    test_engine = core.Engine(model, digits_test)
+    oracle = core.oracle_curve(test_engine, "conv1")
+    line = next(t for t in figure["data"] if t["name"] == "Oracle (best of all removals)")
+    assert np.allclose(values(line["y"]), oracle.accuracy * 100, atol=1e-6)
+    loo = core.rank(model, digits_val, "conv1", "loo")
+    loo_curve = core.layer_curve(test_engine, "conv1", loo)
+    drawn = next(t for t in figure["data"] if t["name"] == "Leave-one-out")
+    assert np.allclose(values(drawn["y"]), loo_curve.accuracy * 100, atol=1e-6)
+    assert {"Banzhaf (MSR, 1000 coalitions)", "Beta-Shapley (α=1, β=16, sampled, 50 draws)"} <= {t["name"] for t in figure["data"]}
+
+    card = next(d.value for d in at.dataframe if "mean gap (pts)" in d.value.columns)
+    row = card.set_index("ranking").loc["Leave-one-out"]
+    gap = (oracle.accuracy - loo_curve.accuracy)[1:-1] * 100
+    assert abs(row["mean gap (pts)"] - gap.mean()) < 1e-6
+    assert abs(row["largest gap (pts)"] - gap.max()) < 1e-6 and row["evaluations"] == 11
+    assert card.iloc[0, 0] == "★" and any("★" in m.value and "conv1" in m.value for m in at.markdown)
+
+    at.sidebar.selectbox(key="layer").set_value("fc2")
+    at.run()
+    next(r for r in at.radio if r.key == "curves_ref:fc2").set_value("greedy")
+    at.run()
+    ok(at)
+    line = next(t for t in charts(at)[0]["data"] if t["name"] == "Greedy reference (not an upper bound)")
+    assert np.allclose(values(line["y"]), core.greedy_curve(test_engine, "fc2").accuracy * 100, atol=1e-6)

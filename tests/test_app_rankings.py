@@ -143,3 +143,27 @@ def test_rankings_page_runs_sampled_shapley_on_the_ray_cluster_in_ray_address(mo
     assert bar["data"][0]["x"] == [f"unit {i}" for i in local.order()]
     curves = open_page("pages/curves.py", layer="conv1")  # its engine calls go to the same cluster
     assert len(charts(curves)) >= 1 and not curves.warning
+
+
+def test_rankings_page_computes_the_semivalues_with_their_options(model, digits_val):
+    """Issue 19: Banzhaf (exact here on conv1), Beta-Shapley (alpha, beta, sampled with error bars) and
+    leave-one-out are computed on the page and equal core.rank's."""
+    at = open_page("pages/rankings.py", layer="conv1")
+    at.multiselect[0].set_value(["Banzhaf", "Beta-Shapley", "Leave-one-out"])
+    at.run()
+    next(r for r in at.radio if r.key == "Banzhaf_estimator").set_value("exact")
+    next(n for n in at.number_input if n.key == "beta_beta").set_value(8.0)
+    next(s for s in at.slider if s.key == "beta_samples").set_value(30)
+    at.run()
+    at.button[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    bars = {c["layout"]["title"]["text"]: c for c in charts(at)}
+    beta = core.rank(model, digits_val, "conv1", "beta_shapley", beta=8.0, samples=30)
+    assert beta.cached and beta.label == "Beta-Shapley (α=1, β=8, sampled, 30 draws)"
+    assert bars[f"{beta.label} — conv1"]["data"][0]["x"] == [f"unit {i}" for i in beta.order()]
+    assert bars[f"{beta.label} — conv1"]["data"][0]["error_y"]["visible"]
+    exact = core.rank(model, digits_val, "conv1", "banzhaf", estimator="exact")
+    assert exact.cached and f"{exact.label} — conv1" in bars and "Leave-one-out — conv1" in bars
+    assert any("30 draws" in c.value for c in at.caption)

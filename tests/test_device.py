@@ -24,6 +24,8 @@ METHODS = {
     "shapley-truncated": {"estimator": "truncated", "k": 1},
     "switches": {"epochs": 2, "split": "val", "seed": 0},
     "l1": {}, "l2": {}, "taylor": {}, "activation": {}, "random": {"seed": 1},
+    "banzhaf": {"estimator": "sampled", "samples": 16, "seed": 2}, "banzhaf-exact": {"estimator": "exact"},
+    "beta_shapley": {"samples": 4, "seed": 1}, "loo": {},
 }
 
 

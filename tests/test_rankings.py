@@ -145,7 +145,8 @@ def test_baselines(model, digits_val):
     assert not np.array_equal(first.scores, second.scores)
     np.testing.assert_array_equal(first.scores, rank(model, digits_val, "conv2", "random", seed=4,
                                                       cache=False).scores)
-    assert set(METHODS) == {"shapley", "switches", "l1", "l2", "taylor", "activation", "random"}
+    assert set(METHODS) == {"shapley", "switches", "l1", "l2", "taylor", "activation", "random",
+                            "banzhaf", "beta_shapley", "loo"}  # the semivalues: tests/test_semivalues.py
 
 
 def test_bad_requests_get_clear_messages(model, digits_val):

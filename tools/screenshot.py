@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1100)
     parser.add_argument("--full-page", action="store_true")
     parser.add_argument("--click", action="append", default=[], help="click the button with this text first")
+    parser.add_argument("--settle", type=int, default=2500, help="milliseconds to wait for charts and tables to draw")
     args = parser.parse_args()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=FLAGS)
@@ -34,7 +35,7 @@ def main() -> None:
             page.get_by_role("button", name=text).first.click()
             page.wait_for_timeout(1500)
             page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
-        page.wait_for_timeout(2500)  # plotly and images settle
+        page.wait_for_timeout(args.settle)  # plotly and images settle
         page.screenshot(path=args.out, full_page=args.full_page)
         browser.close()
 

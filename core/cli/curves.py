@@ -29,6 +29,16 @@ def _curve_args(parser: argparse.ArgumentParser) -> None:
                         help="split the rankings are computed on (default val; the curve uses --split)")
     parser.add_argument("--sensitivity", action="store_true",
                         help="with --all-layers: also the layers x rates sensitivity grid (paper B Fig. 4)")
+    parser.add_argument("--reference", choices=("oracle", "greedy", "auto"), default=None,
+                        help="with --layer: add the oracle (best of all removals, exhaustive up to 20 units) or the "
+                             "greedy reference line; auto: the oracle where it fits (default with --report)")
+    parser.add_argument("--report", action="store_true",
+                        help="with --layer: the report card (each ranking's gap to the reference, units within "
+                             "1 point, Spearman vs exact Shapley, cost, stability over seeds)")
+    parser.add_argument("--exact", action="store_true",
+                        help="shapley, banzhaf, beta_shapley: the exact estimator (all 2^N coalitions)")
+    parser.add_argument("--stability-seeds", type=int, default=0, metavar="K",
+                        help="with --report: recompute each sampled ranking with K more seeds (default 0)")
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write curves and summary as JSON here")
     parser.add_argument("--csv", metavar="OUT.csv", default=None, help="write every point as a CSV row here")
     _precision_arg(parser)
@@ -62,6 +72,17 @@ def _curve_options(args: argparse.Namespace) -> tuple[list[str], dict, list[floa
     if args.samples is not None and args.samples < 1:
         raise ValueError(f"--samples must be at least 1 (got {args.samples})")
     params = {"shapley": {"samples": args.samples}} if args.samples is not None else {}
+    if args.all_layers and (args.reference or args.report):
+        raise ValueError("--reference and --report go with --layer (a reference is the best removal in one layer)")
+    if args.report and args.direction != "least":
+        raise ValueError("--report compares removals of the least important units first: drop --direction most")
+    if args.stability_seeds and not args.report or not 0 <= args.stability_seeds <= 20:
+        raise ValueError("--stability-seeds goes with --report and is between 0 and 20")
+    if args.exact:
+        exact = [m for m in methods if m in ("shapley", "banzhaf", "beta_shapley")]
+        if not exact or args.samples is not None:
+            raise ValueError("--exact applies to shapley, banzhaf or beta_shapley among --methods, without --samples")
+        params.update({m: {"estimator": "exact"} for m in exact})
     return methods, params, rates
 
 
@@ -71,6 +92,7 @@ def curve(args: argparse.Namespace) -> int:
     from ..pruning.curve_sets import curve_set, resolve_methods
     from ..pruning.curves import counts_for_rates
     from ..pruning.network_curves import NETWORK_RATES, layer_rankings, network_curves, sensitivity_grid
+    from ..pruning.report_card import report_card
 
     methods, params, rates = _curve_options(args)
     distributed = _distributed(args)
@@ -83,6 +105,9 @@ def curve(args: argparse.Namespace) -> int:
     rank_engine = engine if rank_data is data else Engine(model, rank_data, precision=args.precision)
     if not args.all_layers:
         engine.units(args.layer)  # an unknown layer is one line before any progress bar
+        if args.reference == "oracle":
+            from ..pruning.oracle import check_oracle
+            check_oracle(engine.units(args.layer))
     with _Pools(args) as pools:
         if distributed:  # rank first (sampled shapley on workers of the rank split), then the curves' workers
             rank_params = {**params, "shapley": {**params.get("shapley", {}), "pool": pools.on(rank_engine)}} \
@@ -101,12 +126,21 @@ def curve(args: argparse.Namespace) -> int:
                                         progress=progress, pool=pool)
             else:
                 counts = None if rates is None else counts_for_rates(engine.units(args.layer), rates)
+                reference = args.reference or ("auto" if args.report else None)
+                if args.report:  # the report card needs the Ranking objects
+                    methods = resolve_methods(engine, args.layer, methods, params, rank_engine, progress)
+                    params = {}
                 result = curve_set(engine, args.layer, methods, args.random_seeds, counts, args.direction, params,
-                                   rank_engine, progress, pool=pool)
+                                   rank_engine, progress, pool=pool, reference=reference)
         payload = {"dataset": data.name, "split": args.split, "rank_split": args.rank_split, "images": len(data),
                    "precision": args.precision, **result.to_dict()}
         if pool is not None:
             payload["workers"] = pool.workers
+        if args.report:
+            with progress_bar("stability") as progress:
+                card = report_card(result, methods, stability_seeds=args.stability_seeds, rank_engine=rank_engine,
+                                   progress=progress)
+            payload["report_card"] = card.to_dict()
         if args.sensitivity:
             with progress_bar("sensitivity") as progress:
                 grid = sensitivity_grid(engine, methods, seeds=args.random_seeds, direction=args.direction,
@@ -129,6 +163,12 @@ def curve(args: argparse.Namespace) -> int:
             rows = "\n".join(f"    {layer:<8} " + " ".join(f"{a:.3f}" for a in grid.grid(label)[j])
                              for j, layer in enumerate(grid.layers))
             lines.append(f"  {label}  (rates {' '.join(f'{r:g}' for r in grid.rates)})\n{rows}")
+    if result.reference is not None:
+        lines.append(f"reference: {result.reference.label}: "
+                     + " ".join(f"{a:.3f}" for a in result.reference.accuracy))
+    if args.report:
+        lines.append(f"Report card of {args.layer} (gaps in accuracy points to {card.reference}, interior points; "
+                     f"best first):\n{card.markdown()}\n{card.reading}")
     lines += [f"written to {path}" for path in (args.json, args.csv) if path]
     print("\n".join(lines))
     return 0

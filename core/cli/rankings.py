@@ -19,14 +19,20 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", required=True, help="layer to rank, e.g. conv2 (see `info`)")
     parser.add_argument("--method", default="shapley", choices=list(METHODS))
     estimator = parser.add_mutually_exclusive_group()
-    estimator.add_argument("--exact", action="store_true", help="shapley: all 2^N coalitions")
-    estimator.add_argument("--samples", type=int, help="shapley: N sampled permutations (default 100)")
+    estimator.add_argument("--exact", action="store_true",
+                           help="shapley, banzhaf, beta_shapley: all 2^N coalitions (shared on disk)")
+    estimator.add_argument("--samples", type=int, help="shapley: N sampled permutations (default 100); banzhaf: "
+                                                       "N MSR coalitions (2000); beta_shapley: N draws (100)")
     estimator.add_argument("--k", type=int, help="shapley: truncated to removal sets of size <= K")
     estimator.add_argument("--svarm", type=int, metavar="BUDGET",
                            help="shapley: shapiq's SVARM with BUDGET coalitions (needs shapiq)")
     parser.add_argument("--top-k", type=int, default=None,
                         help="sampled shapley: stop early once the top K units are separated")
-    parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None, help="shapley payoff")
+    parser.add_argument("--payoff", choices=("accuracy", "loss"), default=None,
+                        help="shapley, banzhaf, beta_shapley, loo payoff")
+    parser.add_argument("--alpha", type=float, default=None, help="beta_shapley: alpha (default 1)")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="beta_shapley: beta (default 16; beta > alpha weights nearly-full coalitions)")
     parser.add_argument("--truncation", type=float, default=None, metavar="TOL",
                         help="sampled shapley: stop a permutation once the coalition is within TOL of v(all) (TMC)")
     parser.add_argument("--no-antithetic", action="store_true",
@@ -45,7 +51,34 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", default=None, help="write the ranking as JSON here")
 
 
+SEMIVALUES = ("banzhaf", "beta_shapley", "loo")
+
+
+def _semivalue_params(args: argparse.Namespace) -> dict:
+    """banzhaf / beta_shapley / loo: --exact, --samples, --payoff, --seed, --alpha, --beta."""
+    shapley_only = {"--k": args.k, "--top-k": args.top_k, "--truncation": args.truncation,
+                    "--no-antithetic": args.no_antithetic, "--subset": args.subset, "--alpha0": args.alpha0,
+                    "--epochs": args.epochs, "--switch-split": args.switch_split}
+    sampling = {"--exact": args.exact, "--samples": args.samples, "--seed": args.seed}
+    beta_only = {"--alpha": args.alpha, "--beta": args.beta}
+    for flags, allowed in ((shapley_only, ()), (sampling, ("banzhaf", "beta_shapley")), (beta_only, ("beta_shapley",))):
+        given = [flag for flag, value in flags.items() if value not in (None, False)]
+        if given and args.method not in allowed:
+            raise ValueError(f"{given[0]} does not apply to --method {args.method}")
+    if _distributed(args):
+        raise ValueError("--workers and --ray-address run sampled shapley only; the other methods run here")
+    params = {k: v for k, v in (("payoff", args.payoff), ("samples", args.samples), ("seed", args.seed),
+                                ("alpha", args.alpha), ("beta", args.beta)) if v is not None}
+    if args.method != "loo":
+        params["estimator"] = "exact" if args.exact else "sampled"
+    return params
+
+
 def _rank_params(args: argparse.Namespace) -> dict:
+    if args.method in SEMIVALUES:
+        return _semivalue_params(args)
+    if args.alpha is not None or args.beta is not None:
+        raise ValueError(f"{'--alpha' if args.alpha is not None else '--beta'} applies to --method beta_shapley only")
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
                     "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic,
                     "--subset": args.subset, "--svarm": args.svarm}

@@ -10,6 +10,8 @@ from .network_curves import Sensitivity, network_curves, sensitivity_grid
 from .prune import prune_model  # before .plans: the package's name ``prune`` is plans.prune, not this module
 from .plans import Plan, layer_clusters, layer_rankings, plan_from_pr, plan_from_widths, pr_count, prune
 from .budgets import plan_from_budget
+from .oracle import greedy_curve, oracle_curve, reference_curve
+from .report_card import ReportCard, report_card
 from .report import CompressionResult, Row, compress_model, report_csv, report_markdown
 from .train import RECIPES, Cancelled, FinetuneResult, Recipe, finetune, make_recipe
 
@@ -19,3 +21,4 @@ __all__ = ["Curve", "CurveSet", "RandomBand", "Sensitivity", "layer_curve", "ran
            "prune_model", "RECIPES", "Recipe", "make_recipe", "finetune", "FinetuneResult", "Cancelled",
            "export_checkpoint", "export_onnx", "verify_onnx", "compress_model", "CompressionResult", "Row",
            "report_csv", "report_markdown", "pr_count"]
+__all__ += ["oracle_curve", "greedy_curve", "reference_curve", "report_card", "ReportCard"]  # issue 19

@@ -58,6 +58,14 @@ def curves_figure(curves: CurveSet, mirror: CurveSet | None = None, title: str |
                 hovertemplate=(f"<b>{curve.label}{suffix}</b><br>"
                                + ("rate %{x:.0f}%" if network else "%{x} removed")
                                + ": %{y:.2f}%<br>off: %{customdata[2]}<extra></extra>"))
+    reference = curves.reference
+    if reference is not None:  # the oracle / greedy reference: what the best removal keeps
+        fig.add_scatter(
+            x=x_of(reference), y=reference.accuracy * 100, mode="lines+markers", name=reference.label,
+            line=dict(color="black", width=2.5, dash="dash"), marker=dict(size=4, symbol="diamond"),
+            customdata=[[reference.label, p, _hover(reference, p)] for p in range(len(reference.counts))],
+            hovertemplate=(f"<b>{reference.label}</b><br>%{{x}} removed: %{{y:.2f}}%<br>off: %{{customdata[2]}}"
+                           "<extra></extra>"))
     fig.add_hline(y=curves.full_accuracy * 100, line=dict(color="#999", width=1, dash="dot"),
                   annotation_text="full model", annotation_position="bottom left")
     what = "least important first" if curves.direction == "least" else "most important first"

@@ -27,13 +27,14 @@ class CurveSet:
     full_accuracy: float
     units: int  # units in the layer (whole network: in all prunable layers)
     split: str = ""
+    reference: Curve | None = None  # the oracle (or greedy) reference of a layer, when asked for (issue 19)
 
     @property
     def whole_network(self) -> bool:
         return self.layer == ALL_LAYERS
 
     def get(self, label: str) -> Curve:
-        for curve in self.curves:
+        for curve in [*self.curves, *([self.reference] if self.reference is not None else [])]:
             if curve.label == label:
                 return curve
         if label.startswith("Random (seed "):
@@ -49,6 +50,8 @@ class CurveSet:
         curve = self.get(label)
         if not 0 <= n <= self.units:
             raise ValueError(f"n must be between 0 and {self.units} (got {n})")
+        if n in list(curve.counts):  # the point's own mask (the oracle's best sets are not nested)
+            return list(curve.removed[list(curve.counts).index(n)])
         longest = max(curve.removed, key=len)
         if n > len(longest):
             raise ValueError(f"the curve {label!r} only goes to {len(longest)} units removed")
@@ -66,6 +69,7 @@ class CurveSet:
         return {"layer": self.layer, "direction": self.direction, "split": self.split, "units": self.units,
                 "full_accuracy": self.full_accuracy, "curves": [c.to_dict() for c in self.curves],
                 "random": self.random.to_dict(),
+                **({"reference": self.reference.to_dict()} if self.reference is not None else {}),
                 "summary": [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
                             for row in self.summary().to_dict(orient="records")]}
 
@@ -74,7 +78,8 @@ class CurveSet:
         import pandas as pd
 
         rows = []
-        for curve in [*self.curves, *(self.random.curve(i) for i in range(len(self.random.seeds)))]:
+        reference = [self.reference] if self.reference is not None else []
+        for curve in [*self.curves, *reference, *(self.random.curve(i) for i in range(len(self.random.seeds)))]:
             for i in range(len(curve.counts)):
                 rows.append({"layer": self.layer, "direction": self.direction, "method": curve.method,
                              "label": curve.label, "removed": int(curve.counts[i]), "rate": float(curve.rates[i]),
@@ -141,19 +146,31 @@ def resolve_methods(engine: Engine, layer: str, methods: Sequence[str | Ranking]
 
 def curve_set(engine: Engine, layer: str, methods: Sequence[str | Ranking], seeds: int = 5,
               counts: Sequence[int] | None = None, direction: str = "least", params: Mapping[str, dict] | None = None,
-              rank_engine: Engine | None = None, progress: Progress | None = None, pool=None) -> CurveSet:
+              rank_engine: Engine | None = None, progress: Progress | None = None, pool=None,
+              reference: str | None = None) -> CurveSet:
     """Layer curves of several rankings plus a random band of ``seeds`` seeds (min-max), evaluated on
     ``engine``'s data in one batched call. ``methods``: Rankings of ``layer`` and/or method names
     (computed on ``rank_engine``'s data, e.g. the validation split, with ``params[name]``).
     ``pool``: a ``core.engine.pools`` pool on ``engine`` that evaluates the curves (the rankings are
-    computed here); the result equals the local one exactly."""
+    computed here); the result equals the local one exactly.
+    ``reference``: also the ``"oracle"`` (best of all removals, exhaustive), ``"greedy"`` or ``"auto"``
+    reference line (core/pruning/oracle.py), on the same split and counts (``CurveSet.reference``)."""
+    from .oracle import REFERENCES, check_oracle, reference_curve
+
     check_seeds(seeds)
     check_counts(counts, engine.units(layer))
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'least' or 'most' (got {direction!r})")
+    if reference is not None and reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {', '.join(REFERENCES)} or None (got {reference!r})")
+    if reference is not None and direction != "least":
+        raise ValueError("the oracle / greedy reference is the best removal: it goes with direction='least'")
+    if reference == "oracle":
+        check_oracle(engine.units(layer))  # before any ranking is computed
     rankings = resolve_methods(engine, layer, methods, params, rank_engine, progress)
     curves, band, full = _layer_curves(engine, layer, rankings, seeds, counts, direction, full=True, pool=pool)
-    return CurveSet(layer, direction, curves, band, full, engine.units(layer), engine.data.split)
+    ref = reference_curve(engine, layer, reference, counts) if reference is not None else None
+    return CurveSet(layer, direction, curves, band, full, engine.units(layer), engine.data.split, ref)
 
 
 # --- summary ------------------------------------------------------------------------------------------
@@ -194,7 +211,7 @@ def summarize(curves: CurveSet, tolerance: float = 0.01) -> "pd.DataFrame":
     band = curves.random
     l1 = next((c for c in curves.curves if c.method == "l1"), None)
     rows = []
-    for curve in [*curves.curves, None]:
+    for curve in [*curves.curves, *([curves.reference] if curves.reference is not None else []), None]:
         rates = band.rates if curve is None else curve.rates
         accuracy = band.mean if curve is None else curve.accuracy
         row = {"method": band.label if curve is None else curve.label,

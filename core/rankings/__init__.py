@@ -6,7 +6,8 @@
 
 Methods (one module each): ``shapley`` (paper A, exact / truncated / sampled), ``switches``
 (paper A's Dirichlet importance switches), ``l1`` / ``l2`` (weight norms), ``taylor`` (paper B
-Eq. 7), ``activation`` (mean activation), ``random`` (seeded). Every method module has
+Eq. 7), ``activation`` (mean activation), ``random`` (seeded); the semivalues ``banzhaf`` (exact /
+MSR-sampled), ``beta_shapley`` (alpha, beta; exact / sampled) and ``loo`` (leave-one-out). Every method module has
 ``DEFAULTS`` (its parameters), ``label(params)``, ``compute(engine, layer, progress, **params)``
 -> (scores, stderr or None, extra dict) and optionally ``normalize(params, engine)``.
 Results are cached on disk (core/engine/cache.py), keyed by the weights, the data, layer, method and
@@ -28,13 +29,14 @@ from ..data import DataSplit, data_digest
 from ..engine.pools import check_pool, engine_pool
 from ..engine import Engine
 from ..network.models import weights_digest
-from . import activation, magnitude, random, shapley, switches, taylor
+from . import activation, banzhaf, beta_shapley, loo, magnitude, random, shapley, switches, taylor
 
 Progress = Callable[[int, int], None]  # (done, total)
 
 METHODS: dict[str, Any] = {  # name -> module (or object) with DEFAULTS, label, compute
     "shapley": shapley, "switches": switches, "l1": magnitude.L1, "l2": magnitude.L2,
     "taylor": taylor, "activation": activation, "random": random,
+    "banzhaf": banzhaf, "beta_shapley": beta_shapley, "loo": loo,  # semivalues (issue 19)
 }
 CACHE_VERSION = 2  # bump when a method's numbers change meaning
 # 2: switches train on the training split with KL / n_train, in epochs; Shapley early stop is Bonferroni-corrected
@@ -122,6 +124,8 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
         train_engine = _train_engine(model, data, train)
         kwargs["train_engine"] = train_engine
         train_key = {"train_data": train_engine.data.key, "train_digest": data_digest(train_engine.data)}
+    if getattr(module, "USES_COALITION_TABLE", False):
+        kwargs["table_cache"] = cache  # the shared table of all coalitions follows the ranking cache's setting
 
     distributed = pool is not None or workers is not None or bool(ray_address)
     if distributed and not (method == "shapley" and params["estimator"] == "sampled"):

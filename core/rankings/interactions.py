@@ -146,26 +146,6 @@ def sampled(value: game.Value, units: int, samples: int, seed: int = 0,
     return matrix, stderr, evaluations
 
 
-def coalition_table(engine: Engine, layer: str, payoff: str = "accuracy", progress: Progress | None = None,
-                    cache: bool = True) -> np.ndarray:
-    """v of all 2^n coalitions of ``layer`` (``game.coalition_values``), cached on disk: the exact interaction
-    index and benchmarks/bench_top5.py (exact Shapley from the same table) share one enumeration."""
-    units = engine.units(layer)
-
-    def compute():
-        start = time.perf_counter()
-        values = game.coalition_values(game.payoff(engine, layer, payoff), units, progress,
-                                       "the exact interaction index")
-        return {"values": values}, {"seconds": time.perf_counter() - start}
-    if not cache:
-        return compute()[0]["values"]
-    key = {"weights": weights_digest(engine.model), "data": engine.data.key, "digest": data_digest(engine.data),
-           "layer": layer, "payoff": payoff}
-    if engine.precision != "float32":
-        key["precision"] = engine.precision
-    return cached("coalition_tables", key, compute)[0]["values"]
-
-
 def check_params(units: int, estimator: str, samples: int, payoff: str) -> None:
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown interaction estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
@@ -198,7 +178,8 @@ def interactions(model: nn.Module, data: DataSplit, layer: str, estimator: str =
     def compute():
         start = time.perf_counter()
         if estimator == "exact":
-            table = coalition_table(engine, layer, payoff, progress, cache)
+            table = game.coalition_table(engine, layer, payoff, progress, cache, "the exact interaction index",
+                                         "use estimator='sampled' (CLI: --estimator sampled)")
             matrix, stderr, evaluations, v_all = exact_from_table(table, units), None, len(table), table[-1]
         else:
             value = game.payoff(engine, layer, payoff)

@@ -105,13 +105,18 @@ def label(params: dict, extra: dict | None = None) -> str:
     return f"Shapley ({extra_text}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
+USES_COALITION_TABLE = True  # rank() passes table_cache: the exact estimator reads game.coalition_table
+
+
 def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled", payoff: str = "accuracy",
-            pool=None, **params):
-    """``pool``: a core.engine.pools pool (e.g. RayPool) that runs the sampled estimator's tasks."""
+            pool=None, table_cache: bool = True, **params):
+    """``pool``: a core.engine.pools pool (e.g. RayPool) that runs the sampled estimator's tasks.
+    ``table_cache``: the exact estimator's coalition table is shared on disk (with the oracle, the
+    exact semivalues); False recomputes it."""
     units = engine.units(layer)
     value = game.payoff(engine, layer, payoff)
     if estimator == "exact":
-        return exact(value, units, progress)
+        return exact_from_table(game.coalition_table(engine, layer, payoff, progress, cache=table_cache), units)
     if estimator == "truncated":
         return truncated(value, units, params["k"], progress)
     if estimator == "svarm":
@@ -139,7 +144,11 @@ def _image_payoff(engine: Engine, layer: str, payoff: str):
 
 
 def exact(value, units: int, progress=None):
-    values = coalition_values(value, units, progress)
+    return exact_from_table(coalition_values(value, units, progress), units)
+
+
+def exact_from_table(values: np.ndarray, units: int):
+    """Eq. 2 from the table of all 2^N coalition values (game.coalition_table)."""
     scores = semivalue(values, units, shapley_weights(units))
     return scores, None, {"v_all": float(values[-1]), "v_none": float(values[0]), "evaluations": len(values)}
 
