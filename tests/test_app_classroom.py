@@ -1,8 +1,12 @@
 """A class on one server (issue 21): shared work is done once, every page works on a torchvision model."""
 from __future__ import annotations
 
+import os
 import re
 import threading
+
+import pytest
+import torch
 
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -69,7 +73,16 @@ def test_concurrent_requests_for_one_am_result_compute_it_once(model):
     assert all((r.images == results[0].images).all() for r in results)
 
 
-def test_every_page_renders_on_a_random_resnet18():
+@pytest.fixture
+def all_cores():
+    """The test runs alone: both cores of a CI machine (the policy's one thread is for a shared server)."""
+    before = torch.get_num_threads()
+    core.set_threads(os.cpu_count() or 1)
+    yield
+    core.set_threads(before)
+
+
+def test_every_page_renders_on_a_random_resnet18(all_cores):
     """Every page on ``torchvision:resnet18:random`` (the digits converted to 3x224x224) without an error:
     live toggles show their switches (the hooked path), the others their default, CPU-sized, work."""
     paths = re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "explorer.py").read_text())

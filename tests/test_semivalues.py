@@ -136,7 +136,7 @@ def test_sampled_semivalues_on_a_real_layer_agree_with_exact_within_their_errors
     exact = rank(model, data, "conv1", "banzhaf", estimator="exact")
     msr = rank(model, data, "conv1", "banzhaf", estimator="sampled", samples=600, seed=1)
     assert np.all(np.abs(msr.scores - exact.scores) <= 4.5 * msr.stderr)
-    assert msr.extra["evaluations"] == 600 and msr.label == "Banzhaf (MSR, 600 coalitions)"
+    assert msr.extra["evaluations"] == 600 and msr.label == "Banzhaf (MSR, 600 coalitions, seed 1)"
     beta = rank(model, data, "conv1", "beta_shapley", samples=80, seed=2)
     beta_exact = rank(model, data, "conv1", "beta_shapley", estimator="exact")
     assert np.all(np.abs(beta.scores - beta_exact.scores) <= 4.5 * beta.stderr + 1e-12)

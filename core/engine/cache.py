@@ -74,6 +74,17 @@ def cached(kind: str, key: dict, compute: Callable[[], Entry], refresh: bool = F
         return arrays, meta
 
 
+def cached_entry(kind: str, key: dict, compute: Callable[[], Entry]) -> tuple[dict, dict, bool]:
+    """``cached``, and whether the entry came from the store (False: this call computed it)."""
+    computed = []
+
+    def note() -> Entry:
+        computed.append(True)
+        return compute()
+    arrays, meta = cached(kind, key, note)
+    return arrays, meta, not computed
+
+
 COMPUTED: Counter[str] = Counter()  # entries computed (not loaded) by this process, per kind
 _LOCKS: "weakref.WeakValueDictionary[Path, threading.Lock]" = weakref.WeakValueDictionary()
 _LOCKS_GUARD = threading.Lock()

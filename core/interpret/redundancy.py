@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from scipy.stats import hypergeom, pearsonr, spearmanr
 
 from ..rankings.interactions import Interactions
-from .similarity import Clusters, Similarity
+from .similarity import Clusters, Similarity, unit_matrix_layout
 
 
 @dataclass
@@ -82,16 +82,7 @@ def interaction_figure(interactions: Interactions, clusters: Clusters | None = N
         z=values, x=labels, y=labels, colorscale="RdBu", zmin=-limit, zmax=limit, zmid=0, text=text,
         colorbar=dict(title=dict(text="I", side="right")),
         hovertemplate="%{y} with %{x}: I = %{z:.4f}" + ("%{text}" if text is not None else "") + "<extra></extra>"))
-    if clusters is not None:
-        edge = -0.5
-        for members in clusters.members:
-            figure.add_shape(type="rect", x0=edge, x1=edge + len(members), y0=edge, y1=edge + len(members),
-                             line=dict(color="black", width=2))
-            edge += len(members)
-    figure.update_layout(title=title, height=max(420, 18 * len(order) + 160), font=dict(size=13),
-                         xaxis=dict(type="category", tickangle=-60), margin=dict(l=80, r=20, t=60, b=80),
-                         yaxis=dict(type="category", autorange="reversed", scaleanchor="x"))
-    return figure
+    return unit_matrix_layout(figure, len(order), title, clusters, "black")
 
 
 

@@ -276,13 +276,19 @@ def sd_figure(similarity: Similarity, clusters: Clusters | None = None,
         z=values, x=labels, y=labels, colorscale="Viridis_r", zmin=0,
         colorbar=dict(title=dict(text="SD", side="right")),
         hovertemplate="%{y} vs %{x}: SD = %{z:.2f}<extra></extra>"))
+    return unit_matrix_layout(figure, len(order), title, clusters, "crimson")
+
+
+def unit_matrix_layout(figure: go.Figure, units: int, title: str, clusters: Clusters | None = None,
+                       box_color: str = "crimson") -> go.Figure:
+    """A units x units heatmap laid out square, with each cluster's box drawn (units in the clusters' order)."""
     if clusters is not None:
         edge = -0.5
         for members in clusters.members:
             figure.add_shape(type="rect", x0=edge, x1=edge + len(members), y0=edge, y1=edge + len(members),
-                             line=dict(color="crimson", width=2))
+                             line=dict(color=box_color, width=2))
             edge += len(members)
-    figure.update_layout(title=title, height=max(420, 18 * len(order) + 160), font=dict(size=13),
+    figure.update_layout(title=title, height=max(420, 18 * units + 160), font=dict(size=13),
                          xaxis=dict(type="category", tickangle=-60), margin=dict(l=80, r=20, t=60, b=80),
                          yaxis=dict(type="category", autorange="reversed", scaleanchor="x"))
     return figure

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from ..engine.cache import cached
+from ..engine.cache import cached_entry
 from ..data import DataSplit, data_digest
 from ..engine.pools import check_pool, engine_pool
 from ..engine import Engine
@@ -156,24 +156,19 @@ def rank(model: nn.Module, data: DataSplit, layer: str, method: str = "l1", prog
                "layer": layer, "method": method, "params": params, **train_key}
         if engine.precision != "float32":  # float32 keys stay as they were, so existing entries stay valid
             key["precision"] = engine.precision
-        hit = {"hit": True}
-
-        def compute_and_note():
-            hit["hit"] = False
-            return compute()
-        arrays, meta = cached("rankings", key, compute_and_note)
-        if hit["hit"] and progress:
+        arrays, meta, hit = cached_entry("rankings", key, compute)
+        if hit and progress:
             progress(1, 1)
     else:
         arrays, meta = compute()
-        hit = {"hit": False}
+        hit = False
     extra = {k[len("extra."):]: v for k, v in arrays.items() if k.startswith("extra.")}
     extra.update(meta.get("extra", {}))
     extra.update(ran_on)
     extra["precision"] = engine.precision
     label = ran_label(module, params, extra) + ("" if engine.precision == "float32" else f" [{engine.precision}]")
     return Ranking(layer, method, params, arrays["scores"], arrays.get("stderr"), params.get("seed"),
-                   float(meta["seconds"]), label, extra, cached=hit["hit"])
+                   float(meta["seconds"]), label, extra, cached=hit)
 
 
 def ran_label(module, params: dict, extra: dict | None = None) -> str:

@@ -33,8 +33,12 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
     return out
 
 
+LABELLED = tuple(DEFAULTS)  # the label names every parameter that changes the result
+
+
 def label(params: dict) -> str:
-    how = "exact" if params["estimator"] == "exact" else f"MSR, {params['samples']} coalitions"
+    how = "exact" if params["estimator"] == "exact" else (
+        f"MSR, {params['samples']} coalitions" + (f", seed {params['seed']}" if params.get("seed", 0) else ""))
     return f"Banzhaf ({how}{', loss' if params['payoff'] == 'loss' else ''})"
 
 

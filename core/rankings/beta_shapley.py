@@ -47,8 +47,12 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
     return out
 
 
+LABELLED = tuple(DEFAULTS)  # the label names every parameter that changes the result
+
+
 def label(params: dict) -> str:
-    how = "exact" if params["estimator"] == "exact" else f"sampled, {params['samples']} draws"
+    how = "exact" if params["estimator"] == "exact" else (
+        f"sampled, {params['samples']} draws" + (f", seed {params['seed']}" if params.get("seed", 0) else ""))
     return (f"Beta-Shapley (α={params['alpha']:g}, β={params['beta']:g}, {how}"
             f"{', loss' if params['payoff'] == 'loss' else ''})")
 

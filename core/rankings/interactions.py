@@ -39,7 +39,7 @@ from torch import nn
 
 from ..data import DataSplit, data_digest
 from ..engine import Engine
-from ..engine.cache import cached
+from ..engine.cache import cached_entry
 from ..network.models import weights_digest
 from . import game
 
@@ -189,22 +189,18 @@ def interactions(model: nn.Module, data: DataSplit, layer: str, estimator: str =
         return arrays, {"seconds": time.perf_counter() - start, "evaluations": int(evaluations),
                         "v_all": float(v_all)}
 
-    hit = {"hit": bool(cache)}
+    hit = False
     if cache:
         key = {"version": CACHE_VERSION, "weights": weights_digest(model), "data": data.key,
                "data_digest": data_digest(data), "layer": layer, "estimator": estimator, "params": params,
                "precision": engine.precision}
-
-        def compute_and_note():
-            hit["hit"] = False
-            return compute()
-        arrays, meta = cached("interactions", key, compute_and_note)
-        if hit["hit"] and progress:
+        arrays, meta, hit = cached_entry("interactions", key, compute)
+        if hit and progress:
             progress(1, 1)
     else:
         arrays, meta = compute()
     return Interactions(layer, arrays["matrix"], arrays.get("stderr"), estimator, params, meta["evaluations"],
-                        meta["seconds"], meta["v_all"], cached=hit["hit"])
+                        meta["seconds"], meta["v_all"], cached=hit)
 
 
 __all__ = ["Interactions", "interactions", "exact_from_table", "sampled", "interaction_weights", "ESTIMATORS"]

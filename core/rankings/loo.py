@@ -16,6 +16,9 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
     return {"payoff": game.check_payoff(params["payoff"])}
 
 
+LABELLED = tuple(DEFAULTS)
+
+
 def label(params: dict) -> str:
     return f"Leave-one-out{' (loss)' if params['payoff'] == 'loss' else ''}"
 
