@@ -245,13 +245,8 @@ with friendly_errors():
                 bar.empty()
             return card
         card = memo(card_key, compute_card)
-        st.dataframe(card.table, hide_index=True, width="stretch", column_config={
-            "mean gap (pts)": st.column_config.NumberColumn(format="%.2f"),
-            "largest gap (pts)": st.column_config.NumberColumn(format="%.2f"),
-            "Spearman vs exact Shapley": st.column_config.NumberColumn(format="%.2f"),
-            "seconds": st.column_config.NumberColumn(format="%.2f"),
-            "seed Spearman": st.column_config.NumberColumn(format="%.2f"),
-            "same top-5 over seeds": st.column_config.NumberColumn(format="%.2f")})
+        # a plain table (cells wrap: it fits 1280 px with the sidebar open), numbers shown to 2 decimals
+        st.table(card.table.style.format(precision=2, na_rep="—"), hide_index=True)
         st.markdown(f"★ **{card.winner}**: {card.reading}.")
 
     if scope != ALL_LAYERS:

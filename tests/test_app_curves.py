@@ -136,7 +136,7 @@ def test_curves_page_oracle_line_report_card_and_the_semivalues(model, digits_va
     assert np.allclose(values(drawn["y"]), loo_curve.accuracy * 100, atol=1e-6)
     assert {"Banzhaf (MSR, 1000 coalitions)", "Beta-Shapley (α=1, β=16, sampled, 50 draws)"} <= {t["name"] for t in figure["data"]}
 
-    card = next(d.value for d in at.dataframe if "mean gap (pts)" in d.value.columns)
+    card = next(t.value for t in at.table if "mean gap (pts)" in t.value.columns)
     row = card.set_index("ranking").loc["Leave-one-out"]
     gap = (oracle.accuracy - loo_curve.accuracy)[1:-1] * 100
     assert abs(row["mean gap (pts)"] - gap.mean()) < 1e-6
