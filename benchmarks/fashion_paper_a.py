@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402
 from benchmarks import mnist_curves  # noqa: E402
-from benchmarks.mnist_curves import comparison, figure, statement  # noqa: E402
+from benchmarks.mnist_curves import curve_table, figure, statement  # noqa: E402
 from core.pruning.curve_sets import curve_set  # noqa: E402
 from core.rankings.agreement import top_k_overlap  # noqa: E402
 
@@ -180,23 +180,7 @@ def main() -> None:
         mnist_curves.NAMES["shapley"] = "Shapley (exact: conv1, conv2; sampled: fc1, fc2)"
         figure(results, Path(args.figure), title)
         print(f"\n### Pruning curves ({seconds:.0f} s; figure {args.figure})\n")
-        print("| layer | units | method | area (mean accuracy) | units removable within 1 pt | points above / inside / "
-              "below the random band | points above / below L1 |")
-        print("|---|---|---|---|---|---|---|")
-        report["curves"] = {}
-        for layer, result in results.items():
-            summary = result.summary().set_index("method")
-            comp = comparison(result)
-            report["curves"][layer] = {"summary": summary.reset_index().to_dict(orient="records"), "comparison": comp}
-            for curve in result.curves:
-                row = summary.loc[curve.label]
-                m = comp[curve.method]
-                vs = "—" if curve.method == "l1" else f"{m['over_l1']} / {m['under_l1']}"
-                print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | "
-                      f"{m['above']} / {m['inside']} / {m['below']} (of {m['points']}) | {vs} |")
-            row = summary.loc[result.random.label]
-            print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | "
-                  f"{int(row['units within 1 pt'])} | — | — |")
+        report["curves"] = curve_table(results)
         print()
         for layer, result in results.items():
             print(statement(layer, result) + "\n")

@@ -132,6 +132,27 @@ def comparison(result: CurveSet) -> dict[str, dict]:
     return out
 
 
+def curve_table(results: dict[str, CurveSet]) -> dict[str, dict]:
+    """Print the README's curves table (markdown) and return, per layer, its summary records and comparison."""
+    print("| layer | units | method | area (mean accuracy) | units removable within 1 pt | points above / inside / "
+          "below the random band | points above / below L1 |")
+    print("|---|---|---|---|---|---|---|")
+    out = {}
+    for layer, result in results.items():
+        summary = result.summary().set_index("method")
+        comp = comparison(result)
+        out[layer] = {"summary": summary.reset_index().to_dict(orient="records"), "comparison": comp}
+        for curve in result.curves:
+            row = summary.loc[curve.label]
+            m = comp[curve.method]
+            vs = "—" if curve.method == "l1" else f"{m['over_l1']} / {m['under_l1']}"
+            print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | "
+                  f"{m['above']} / {m['inside']} / {m['below']} (of {m['points']}) | {vs} |")
+        row = summary.loc[result.random.label]
+        print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | — | — |")
+    return out
+
+
 def statement(layer: str, result: CurveSet) -> str:
     c = comparison(result)
     parts = []
@@ -162,20 +183,7 @@ def main() -> None:
     figure(results, Path(args.out), title)
     print(f"\n{title}; training {info['train_seconds']:.0f} s, rankings + curves {info['rank_seconds']:.0f} s; "
           f"switches {info['switches']}\nfigure: {args.out}\n")
-    print("| layer | units | method | area (mean accuracy) | units removable within 1 pt | points above / inside / "
-          "below the random band | points above / below L1 |")
-    print("|---|---|---|---|---|---|---|")
-    for layer, result in results.items():
-        summary = result.summary().set_index("method")
-        comp = comparison(result)
-        for curve in result.curves:
-            row = summary.loc[curve.label]
-            m = comp[curve.method]
-            vs = "—" if curve.method == "l1" else f"{m['over_l1']} / {m['under_l1']}"
-            print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | "
-                  f"{m['above']} / {m['inside']} / {m['below']} (of {m['points']}) | {vs} |")
-        row = summary.loc[result.random.label]
-        print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | — | — |")
+    curve_table(results)
     print()
     for layer, result in results.items():
         print(statement(layer, result) + "\n")
