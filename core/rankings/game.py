@@ -29,6 +29,17 @@ def payoff(engine: Engine, layer: str, kind: str = "accuracy") -> Value:
     return value
 
 
+def image_payoff(engine: Engine, layer: str, kind: str = "accuracy"):
+    """v(keep (K, N), images (M,)) -> (K, M) per-image payoffs (correct, or minus the loss) on those images."""
+    def value(keep: np.ndarray, images: np.ndarray) -> np.ndarray:
+        out = []
+        for lo in range(0, len(keep), CHUNK):
+            result = engine.evaluate_masks(layer, torch.from_numpy(keep[lo:lo + CHUNK]).float(), images, per_image=True)
+            out.append(result.correct if kind == "accuracy" else -result.image_loss)
+        return np.concatenate(out).astype(np.float64)
+    return value
+
+
 def bits(masks: np.ndarray, units: int) -> np.ndarray:
     """Integer bitmasks -> (K, units) 0/1 keep matrix (bit j = unit j on)."""
     return ((masks[:, None] >> np.arange(units)) & 1).astype(np.float32)
@@ -152,13 +163,13 @@ def check_payoff(kind: str) -> str:
     return kind
 
 
-def evaluate_in_chunks(value: Value, keep: np.ndarray, progress=None, done: int = 0, total: int | None = None
-                       ) -> np.ndarray:
-    """v of every row of ``keep``, CHUNK rows per engine call, reporting progress after each."""
+def evaluate_in_chunks(value: Value, keep: np.ndarray, progress=None, done: int = 0, total: int | None = None,
+                       chunk: int = CHUNK) -> np.ndarray:
+    """v of every row of ``keep``, ``chunk`` rows per call of ``value``, reporting progress after each."""
     out = []
     total = total or len(keep)
-    for lo in range(0, len(keep), CHUNK):
-        out.append(value(keep[lo:lo + CHUNK]))
+    for lo in range(0, len(keep), chunk):
+        out.append(value(keep[lo:lo + chunk]))
         if progress:
-            progress(done + min(len(keep), lo + CHUNK), total)
+            progress(done + min(len(keep), lo + chunk), total)
     return np.concatenate(out) if out else np.zeros(0)

@@ -29,7 +29,6 @@ from itertools import combinations
 from math import comb
 
 import numpy as np
-import torch
 from scipy.stats import t as t_dist
 
 from ..engine import Engine
@@ -129,18 +128,7 @@ def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled
             return pool.map(_engine_chain_task, [(layer, payoff, *task) for task in tasks], on_result)
     return sampled(value, units, params["samples"], params["seed"], params["top_k"], params["confidence"],
                    progress, params["antithetic"], params["truncation"], params["subset"], run_tasks,
-                   _image_payoff(engine, layer, payoff), len(engine.data))
-
-
-def _image_payoff(engine: Engine, layer: str, payoff: str):
-    """v(keep (K, N), images (M,)) -> (K, M) per-image payoffs (correct or minus the loss) on those images."""
-    def value(keep: np.ndarray, images: np.ndarray) -> np.ndarray:
-        out = []
-        for lo in range(0, len(keep), _CHUNK):
-            result = engine.evaluate_masks(layer, torch.from_numpy(keep[lo:lo + _CHUNK]).float(), images, per_image=True)
-            out.append(result.correct if payoff == "accuracy" else -result.image_loss)
-        return np.concatenate(out).astype(np.float64)
-    return value
+                   game.image_payoff(engine, layer, payoff), len(engine.data))
 
 
 def exact(value, units: int, progress=None):
@@ -160,7 +148,8 @@ def truncated(value, units: int, k: int, progress=None):
     keep = np.ones((len(removed_sets), units), dtype=np.float32)
     for row, removed in enumerate(removed_sets):
         keep[row, list(removed)] = 0
-    values = dict(zip(removed_sets, _chunked(value, keep, progress)))
+    chunk = max(64, min(_CHUNK, len(keep) // 16 or 1))  # progress in about 16 steps
+    values = dict(zip(removed_sets, game.evaluate_in_chunks(value, keep, progress, chunk=chunk)))
     return _level_means(values, units, k), None, {"evaluations": len(removed_sets)}
 
 
@@ -177,16 +166,6 @@ def _level_means(values: dict, units: int, k: int) -> np.ndarray:
                     level[i] += v - values[removed | {i}]
         scores += level / comb(units - 1, s)
     return scores / (k + 1)
-
-
-def _chunked(value, keep: np.ndarray, progress=None) -> np.ndarray:
-    out = []
-    chunk = max(64, min(_CHUNK, len(keep) // 16 or 1))
-    for lo in range(0, len(keep), chunk):
-        out.append(value(keep[lo:lo + chunk]))
-        if progress:
-            progress(min(len(keep), lo + chunk), len(keep))
-    return np.concatenate(out)
 
 
 ROUND_DRAWS = 8  # draws per early-stop look (at least; at least 4 engine calls' worth)
@@ -347,7 +326,7 @@ def _chain_task(value, image_value, perms: np.ndarray, units: int, ends: np.ndar
 
 def _engine_chain_task(engine: Engine, layer: str, payoff: str, *task):
     """``_chain_task`` on a (remote) engine: what a Ray worker runs."""
-    return _chain_task(game.payoff(engine, layer, payoff), _image_payoff(engine, layer, payoff), *task)
+    return _chain_task(game.payoff(engine, layer, payoff), game.image_payoff(engine, layer, payoff), *task)
 
 
 def _prefix_keep(perms: np.ndarray, units: int, sizes: np.ndarray) -> np.ndarray:
