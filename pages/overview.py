@@ -8,11 +8,13 @@ from ui.explain import explain
 from ui.state import friendly_errors, selection
 
 SAMPLES = 16
-DEMO_ADVICE = ("**For a classroom demo** pick the model **lenet5_fashionmnist.pt** (dataset **fashion**, embedded: "
-               "3,000 Fashion-MNIST test images, nothing to install): clothes and shoes give feature maps with "
-               "recognizable edges and shapes, and its mistakes (shirt or T-shirt? coat or pullover?) are ones "
-               "a class can argue about. **lenet5_digits.pt** on **digits** is the small, fast alternative: "
-               "its 8x8 scans are enlarged, so its feature maps and AM images are blurrier.")
+DEMO_ADVICE = ("**The app opens on lenet5_fashionmnist.pt** (dataset **fashion**, embedded: 3,000 Fashion-MNIST "
+               "test images, nothing to install), the better classroom demo: clothes and shoes give feature maps "
+               "and AM images with recognizable edges, shapes and textures, and at 90 % its mistakes (shirt or "
+               "T-shirt? coat or pullover?) are ones a class can argue about. **lenet5_digits.pt** on **digits** "
+               "(pick it in the sidebar, or `?model=lenet5_digits.pt`) is the small, fast alternative: its 8x8 "
+               "scans are enlarged, so its feature maps and AM images are blurry blobs, and at 99 % switching a "
+               "unit off moves less.")
 
 chosen = selection()
 meta = chosen.meta
