@@ -68,9 +68,7 @@ def test_every_page_loads_from_the_sidebar(page, app_url):
 
 def sidebar_choice(page, label: str) -> str:
     """The value the sidebar's select box ``label`` shows."""
-    box = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(
-        has=page.get_by_text(label, exact=True)).first
-    return box.locator("[data-baseweb='select']").inner_text().strip()
+    return page.locator("[data-testid='stSidebar']").get_by_role("combobox", name=label, exact=True).input_value()
 
 
 def test_a_fresh_visit_opens_the_fashion_model_on_the_embedded_subset_and_a_link_still_opens_digits(browser, app_url):
