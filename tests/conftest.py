@@ -19,12 +19,21 @@ MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 APP_TIMEOUT = 180  # model loading and first computations take longer than AppTest's default 3 s
 
 
-def open_page(path: str | None = None, layer: str | None = None):
+DIGITS_MODEL = "lenet5_digits.pt"
+
+
+def open_page(path: str | None = None, layer: str | None = None, model: str | None = DIGITS_MODEL):
     """An AppTest session of the whole app, on ``path`` (default: the overview) and ``layer``,
-    checked to have rendered without exception or error message."""
+    checked to have rendered without exception or error message.
+
+    ``model`` goes in the link (``?model=``): the digits model unless a test asks otherwise, because most app
+    tests compare what a page shows with ``core.load_model()`` (the digits model) on the digits data, while the
+    app itself opens on the Fashion-MNIST model. ``model=None`` opens the app as a fresh visitor does."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=APP_TIMEOUT)
+    if model:
+        at.query_params["model"] = model
     at.run()
     if path:
         at.switch_page(path)

@@ -1,4 +1,5 @@
-"""AppTest: the shell, the overview and the live-toggle page on the embedded default."""
+"""AppTest: the shell, the overview and the live-toggle page. open_page pins the digits model (these tests compare
+with core.load_model() on digits); every page also renders on the app's own default (the Fashion-MNIST model)."""
 from __future__ import annotations
 
 import re
@@ -29,7 +30,8 @@ def test_every_page_renders_on_the_default():
     paths = re.findall(r'st\.Page\("(pages/[^"]+)"', (ROOT / "explorer.py").read_text())
     assert "pages/toggle.py" in paths
     for path in paths:
-        at = open_page(path)
+        at = open_page(path, model=None)  # no link: the app's default view (lenet5_fashionmnist.pt on fashion)
+        assert at.sidebar.selectbox(key="model_choice").value == "lenet5_fashionmnist.pt", path
         assert not at.error, (path, [e.value for e in at.error])
 
 

@@ -53,7 +53,7 @@ def test_without_the_full_set_the_model_starts_on_the_embedded_subset(no_system_
     assert any("no MNIST, FashionMNIST or CIFAR-10 files" in c.value for c in at.sidebar.caption)
     accuracy = next(m for m in at.metric if m.label.startswith("Test accuracy"))
     assert accuracy.value == f"{core.evaluate(fashion_model, core.load_dataset('fashion', 'test')).accuracy:.2%}"
-    assert any("For a classroom demo" in m.value for m in at.markdown)
+    assert any("better classroom demo" in m.value for m in at.markdown)
     assert any(c.value == "Evaluated on 600 fashion test images." for c in at.caption)
 
 
@@ -132,3 +132,54 @@ def test_every_page_renders_on_the_fashion_model_with_the_full_set():
         at.run()
         assert not at.exception and not at.error, (path, [e.value for e in at.error])
         assert at.sidebar.selectbox(key="dataset").value == "fashionmnist", path
+
+
+# --- the app's default view: the Fashion-MNIST model on the embedded subset (an explicit default) ----------------
+
+def test_with_no_link_the_app_opens_on_the_fashion_model_and_the_embedded_subset(fashion_model):
+    """On this machine the full set may be here too: the default view is still the embedded ``fashion``."""
+    from ui.state import DEFAULT_DATASET, DEFAULT_MODEL, found_datasets, shipped_checkpoints
+
+    found_datasets.clear()
+    at = open_page(model=None)
+    choice = at.sidebar.selectbox(key="model_choice")
+    assert (DEFAULT_MODEL, DEFAULT_DATASET) == ("lenet5_fashionmnist.pt", "fashion")
+    assert choice.value == "lenet5_fashionmnist.pt"
+    assert shipped_checkpoints()[0].name == "lenet5_digits.pt"  # the first file sorted is not what opens
+    assert at.sidebar.selectbox(key="dataset").value == "fashion"
+    accuracy = next(m for m in at.metric if m.label.startswith("Test accuracy"))
+    assert accuracy.value == f"{core.evaluate(fashion_model, core.load_dataset('fashion', 'test')).accuracy:.2%}"
+    assert (at.query_params["model"], at.query_params["dataset"]) == ("lenet5_fashionmnist.pt", "fashion")
+    assert any("opens on" in m.value and "lenet5_fashionmnist.pt" in m.value for m in at.markdown)
+    at.switch_page("pages/toggle.py")
+    at.run()
+    assert abs(accuracy_shown(at) - core.Engine(fashion_model, core.load_dataset("fashion", "test")).evaluate().accuracy
+               ) < 1e-4
+
+
+def test_a_link_to_the_digits_model_still_opens_it_on_digits(model, digits_test):
+    at = app({"model": "lenet5_digits.pt", "layer": "conv2", "off": "3"})
+    at.switch_page("pages/toggle.py")
+    at.run()
+    assert not at.exception and not at.error and not at.warning, [w.value for w in at.warning]
+    assert at.sidebar.selectbox(key="model_choice").value == "lenet5_digits.pt"
+    assert at.sidebar.selectbox(key="dataset").value == "digits"
+    expected = core.evaluate(model, digits_test, off={"conv2": [3]}).accuracy
+    assert abs(accuracy_shown(at) - expected) < 1e-4
+
+
+@pytest.mark.parametrize("query", [{"model": "nosuch.pt"}, {"layer": "conv2"}])
+def test_a_link_without_a_usable_model_opens_the_default_view(query):
+    at = app(query)
+    at.run()
+    assert not at.exception and not at.error
+    assert at.sidebar.selectbox(key="model_choice").value == "lenet5_fashionmnist.pt"
+    assert at.sidebar.selectbox(key="dataset").value == "fashion"
+
+
+def test_a_link_with_a_dataset_but_no_model_keeps_its_dataset():
+    at = app({"dataset": "digits"})
+    at.run()
+    assert not at.exception and not at.error and not at.warning
+    assert at.sidebar.selectbox(key="model_choice").value == "lenet5_fashionmnist.pt"
+    assert at.sidebar.selectbox(key="dataset").value == "digits"

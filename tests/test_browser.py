@@ -43,6 +43,11 @@ def page(browser):
     context.close()
 
 
+# The app opens on the Fashion-MNIST model; the tests that compare with the digits model's numbers (core.load_model()
+# on digits) pin it with the deep link, as a teacher's shared link would.
+DIGITS = "model=lenet5_digits.pt"
+
+
 def accuracy_after(off: dict) -> str:
     return f"{core.evaluate(core.load_model(), core.load_dataset('digits', 'test'), off=off).accuracy:.2%}"
 
@@ -59,6 +64,29 @@ def check_every_page(page, url: str) -> None:
 
 def test_every_page_loads_from_the_sidebar(page, app_url):
     check_every_page(page, app_url)
+
+
+def sidebar_choice(page, label: str) -> str:
+    """The value the sidebar's select box ``label`` shows."""
+    return page.locator("[data-testid='stSidebar']").get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def test_a_fresh_visit_opens_the_fashion_model_on_the_embedded_subset_and_a_link_still_opens_digits(browser, app_url):
+    fashion = core.load_model(core.network.checkpoint.ASSETS / "lenet5_fashionmnist.pt", device="cpu")
+    first = browser.new_context().new_page()
+    open_page(first, app_url)  # no link: the app's default view
+    assert sidebar_choice(first, "Model") == "lenet5_fashionmnist.pt"
+    assert sidebar_choice(first, "Dataset") == "fashion"
+    assert metric(first, "Test accuracy") == f"{core.evaluate(fashion, core.load_dataset('fashion', 'test')).accuracy:.2%}"
+    first.wait_for_url(re.compile(r"model=lenet5_fashionmnist\.pt&dataset=fashion"), timeout=30_000)
+    assert not problems(first)
+    second = browser.new_context().new_page()  # a link to the digits model
+    open_page(second, f"{app_url}/?{DIGITS}")
+    assert sidebar_choice(second, "Model") == "lenet5_digits.pt" and sidebar_choice(second, "Dataset") == "digits"
+    assert metric(second, "Test accuracy") == accuracy_after({})
+    assert not problems(second)
+    first.context.close()
+    second.context.close()
 
 
 @pytest.mark.parametrize("delay", [1.0, 1.75, 2.5])
@@ -79,7 +107,7 @@ def test_an_early_click_on_a_fresh_server_leaves_every_page_working_for_everyone
 
 
 def test_a_toggle_click_changes_the_accuracy_shown(page, app_url):
-    open_page(page, app_url, "Live toggles")
+    open_page(page, f"{app_url}/?{DIGITS}", "Live toggles")
     before = metric(page, "Accuracy")
     assert before == accuracy_after({})
     start = time.perf_counter()
@@ -135,7 +163,7 @@ def test_uploading_a_real_image_and_a_non_image(page, app_url):
 def test_two_browsers_keep_their_own_masks(browser, app_url):
     first, second = (browser.new_context().new_page() for _ in range(2))
     for page in (first, second):
-        open_page(page, app_url, "Live toggles")
+        open_page(page, f"{app_url}/?{DIGITS}", "Live toggles")
     first.locator("[data-testid='stCheckbox']").nth(0).click()
     wait_idle(first)
     for unit in (1, 2):
@@ -156,7 +184,7 @@ ALL_PAGES = PAGES + ["Shapley by hand", "Pruning curves", "Compress"]
 
 def test_a_shared_link_restores_page_layer_and_units_off_in_a_fresh_browser(browser, app_url):
     first = browser.new_context().new_page()
-    open_page(first, f"{app_url}/toggle?layer=conv2")
+    open_page(first, f"{app_url}/toggle?{DIGITS}&layer=conv2")
     wait_for_switches(first, 20)
     for unit in (3, 7):
         switch(first, unit).click()
@@ -181,7 +209,7 @@ def test_a_link_with_bad_values_opens_with_a_message(page, app_url):
 
 
 def test_shapley_by_hand_shows_8_coalitions_and_3_values(page, app_url):
-    open_page(page, f"{app_url}/by_hand?layer=conv2")
+    open_page(page, f"{app_url}/by_hand?{DIGITS}&layer=conv2")
     page.get_by_text("∅ (none)").wait_for(timeout=60_000)  # the coalitions table
     values = [m for m in page.locator("[data-testid='stMetricLabel']").all_inner_texts() if m.startswith("φ(unit")]
     assert len(values) == 3, values
@@ -328,7 +356,7 @@ ANNOTATIONS_JS = """() => { const chart = [...document.querySelectorAll('[data-t
 
 def test_a_drawing_in_dark_ink_on_paper_is_offered_inversion_and_gets_a_prediction(browser, app_url):
     page = browser.new_page(viewport=PROJECTOR)
-    open_page(page, f"{app_url}/feature_maps?layer=conv2")
+    open_page(page, f"{app_url}/feature_maps?{DIGITS}&layer=conv2")
     page.get_by_text("Upload a PNG/JPEG").click()
     wait_idle(page)
     upload(page, "seven.png", drawing())
@@ -365,7 +393,7 @@ def test_four_students_toggle_while_a_fifth_runs_a_long_computation_and_leaves(b
     with streamlit_server() as url:
         students = [browser.new_context().new_page() for _ in range(4)]
         for page in students:
-            open_page(page, url, "Live toggles")
+            open_page(page, f"{url}/?{DIGITS}", "Live toggles")
         long = browser.new_context().new_page()
         open_page(long, url, "AM gallery")
         steps = long.get_by_label("Optimization steps")

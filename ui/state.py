@@ -27,6 +27,13 @@ EVAL_LIMIT = 2000  # images per split used for interactive evaluation of large d
 # 3.3 s on one thread of a busy 2-core machine), so its interactive splits hold this many images
 GENERIC_EVAL_LIMIT = 32
 DIGITS_SHAPE = (1, 28, 28)
+# What a fresh visit (a link without model=) opens on: the Fashion-MNIST model on its embedded test subset. Its
+# feature maps and AM images are readable garments (the digits model's are blurred 8x8 scans) and at 90 % its
+# mistakes are ones a class can argue about. The embedded subset, not the full files even when they are here, so
+# that the first view and its numbers are the same on every machine and need no 60,000-image read.
+# core.load_model() and the CLI keep the digits model (README says why).
+DEFAULT_MODEL = "lenet5_fashionmnist.pt"
+DEFAULT_DATASET = "fashion"
 USER_ERRORS = (core.CheckpointError, core.DataError, ValueError, OSError, core.WorkerError)
 
 
@@ -183,8 +190,10 @@ def sidebar() -> Selection | None:
     model_key = model.meta.sha256 or model.meta.source
     choices = dataset_choices(st.session_state.get("_keep:data_root", "data"))
     if st.session_state.get("_dataset_for") != model_key:  # a new model starts on the dataset it was trained on
-        st.session_state["_dataset_for"] = model_key
-        st.session_state["_keep:dataset"] = default_dataset(model.meta.dataset, choices)
+        st.session_state["_dataset_for"] = model_key  # (the default view on the embedded one, see DEFAULT_DATASET)
+        default_view = st.session_state.pop("_url:default_view", False) and choice == DEFAULT_MODEL
+        st.session_state["_keep:dataset"] = (DEFAULT_DATASET if default_view and DEFAULT_DATASET in choices
+                                             else default_dataset(model.meta.dataset, choices))
     asked = st.session_state.get("_url:pending", {}).get("dataset")
     linked = view.pending("dataset", lambda v: v in choices,
                           f"is not one of {', '.join(DATASETS)}" if asked not in DATASETS else
@@ -282,7 +291,7 @@ def selection() -> Selection:
     Every page starts with this call (the sidebar lives in the page script, not in explorer.py,
     so that AppTest sees it on reruns too)."""
     _leave_pages_directory_mode()
-    view.read_link([p.name for p in shipped_checkpoints()])
+    view.read_link([p.name for p in shipped_checkpoints()], DEFAULT_MODEL)
     with friendly_errors():
         chosen = sidebar()
         if chosen is not None:

@@ -16,8 +16,11 @@ KEYS = ("model", "dataset", "layer", "off", "rank")
 TORCHVISION = "torchvision:"  # model=torchvision:resnet18 (pretrained) or torchvision:resnet18:random
 
 
-def read_link(shipped: list[str]) -> None:
-    """Once per session: turn the link's values into the sidebar's remembered choices (or notes)."""
+def read_link(shipped: list[str], default: str) -> None:
+    """Once per session: turn the link's values into the sidebar's remembered choices (or notes).
+
+    A link without a usable model opens the ``default`` shipped model (an explicit choice, not the first of
+    the sorted files), and ``_url:default_view`` tells the sidebar to open it on the default view's dataset."""
     if st.session_state.get("_url:read"):
         return
     st.session_state["_url:read"] = True
@@ -30,9 +33,12 @@ def read_link(shipped: list[str]) -> None:
         name, _, weights = model[len(TORCHVISION):].partition(":")
         st.session_state.update({"_keep:model_choice": "torchvision model…", "_keep:tv_name": name,
                                  "_keep:tv_pretrained": weights != "random"})
-    elif model:
-        notes.append(f"model '{model}' is neither a shipped checkpoint ({', '.join(shipped)}) nor torchvision:NAME, "
-                     "so the default model opened")
+    else:
+        if model:
+            notes.append(f"model '{model}' is neither a shipped checkpoint ({', '.join(shipped)}) nor "
+                         "torchvision:NAME, so the default model opened")
+        if default in shipped:
+            st.session_state.update({"_keep:model_choice": default, "_url:default_view": True})
     st.session_state["_url:pending"] = {k: v for k, v in params.items() if k in KEYS}
     st.session_state["_url:notes"] = notes
 
