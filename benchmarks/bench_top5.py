@@ -16,7 +16,10 @@ each to ours.
   (5th vs 6th score in standard errors). Estimators call the engine for real; seconds are wall time.
 
 Ours: ``shapley.sampled`` (the function behind ``core.rank(..., "shapley")``): antithetic permutations,
-and TMC (truncated walks). Banzhaf: ``core.rank(..., "banzhaf", estimator="sampled", samples=N, seed=s)``
+and TMC (truncated walks); ``stratified`` (``core.rank(..., "shapley", estimator="stratified")``): a budget of
+coalitions stratified by size with a regression per size (core/rankings/stratified.py). On conv2 a second
+table gives each estimator's mean squared error against the exact values at equal budgets (``--mse-budgets``),
+a steadier comparison than the top-5 criterion when the 5th and 6th values are close. Banzhaf: ``core.rank(..., "banzhaf", estimator="sampled", samples=N, seed=s)``
 when that method exists, else "not available". shapiq (1.4): PermutationSamplingSV, KernelSHAP,
 UnbiasedKernelSHAP, SVARM, StratifiedSamplingSV on conv2; on fc1 the best of them on conv2.
 
@@ -41,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402
 from core.rankings import METHODS, game, shapley  # noqa: E402
 from core.rankings.game import coalition_table  # noqa: E402
+from core.rankings.stratified import stratified  # noqa: E402
 
 TOP = 5
 # name -> (lowest budget, highest budget) in evaluations, per layer
@@ -73,6 +77,27 @@ def ours(value: game.Value, units: int, truncation: float | None = None) -> Esti
         scores, _, extra = shapley.sampled(counted, units, samples + samples % 2, seed, truncation=truncation)
         return scores, counted.count
     return run
+
+
+def ours_stratified(value: game.Value, units: int) -> Estimator:
+    def run(budget: int, seed: int):
+        counted = Counted(value)
+        scores, _, _ = stratified(counted, units, budget, seed)
+        return scores, counted.count
+    return run
+
+
+def mse_table(estimators: dict, exact: np.ndarray, budgets: list[int], seeds: int) -> None:
+    """Mean squared error (summed over units) against the exact values at equal budgets, mean over seeds."""
+    print(f"\nconv2: mean squared error against exact Shapley at equal budgets ({seeds} seeds; ratio to the best)\n")
+    print("| estimator | " + " | ".join(f"{b:,}" for b in budgets) + " |")
+    print("|---|" + "---|" * len(budgets))
+    errors = {name: [np.mean([np.sum((run(b, s)[0] - exact) ** 2) for s in range(seeds)]) for b in budgets]
+              for name, run in estimators.items()}
+    best = np.min(list(errors.values()), axis=0)
+    for name, row in errors.items():
+        print(f"| {name} | " + " | ".join(f"{e:.2e} ({e / m:.2f})" for e, m in zip(row, best)) + " |")
+    print(flush=True)
 
 
 def peer(name: str, value: game.Value, units: int) -> Estimator:
@@ -143,6 +168,10 @@ def main() -> None:
     parser.add_argument("--wide-match", type=int, default=TOP,
                         help="fc1: count a seed as right when its top-5 holds at least this many of the reference's")
     parser.add_argument("--wide-peers", default="", help="shapiq estimators on fc1 (default: the best on conv2)")
+    parser.add_argument("--mse-budgets", default="1000,2000,4000,8000",
+                        help="conv2: budgets of the equal-budget error table ('' skips it)")
+    parser.add_argument("--ours", default="antithetic,tmc,stratified,banzhaf",
+                        help="conv2: our estimators to run (banzhaf runs through the engine: slow)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model, val = core.load_model(), core.load_dataset("digits", "val")
@@ -180,14 +209,17 @@ def main() -> None:
                 print(f"  {layer}: a seed counts when its top-{TOP} holds {args.wide_match} of the reference's")
         low, high = LADDER.get(layer, (1000, 128_000))
         variants = {"antithetic": ("ours: sampled Shapley (antithetic)", None),
-                    "tmc": ("ours: sampled Shapley (TMC 0.005)", 0.005)}
-        chosen = variants if charge else {k: variants[k] for k in args.wide_ours.split(",")}
+                    "tmc": ("ours: sampled Shapley (TMC 0.005)", 0.005), "stratified": ("ours: stratified regression", None)}
+        chosen = {k: variants[k] for k in (args.ours if charge else args.wide_ours).split(",") if k in variants}
         if not charge:
             high = args.wide_high
         elif args.low:
             low = args.low
-        estimators: dict[str, Estimator | None] = {name: ours(value, units, tol) for name, tol in chosen.values()}
-        estimators["ours: sampled Banzhaf (MSR, core.rank)"] = banzhaf(model, val, engine, layer)
+        estimators: dict[str, Estimator | None] = {
+            name: ours_stratified(value, units) if key == "stratified" else ours(value, units, tol)
+            for key, (name, tol) in chosen.items()}
+        if "banzhaf" in args.ours.split(","):  # through core.rank: pays the engine for every evaluation
+            estimators["ours: sampled Banzhaf (MSR, core.rank)"] = banzhaf(model, val, engine, layer)
         estimators.update({f"shapiq {name}": peer(name, value, units) for name in peers if name})
         rows = {}
         for name, run in estimators.items():
@@ -200,7 +232,10 @@ def main() -> None:
                                        0.0 if "core.rank" in name else charge, TOP if charge else args.wide_match,
                                        args.step)
             print(f"  {layer} {name}: {rows[name]}", flush=True)
-        mine = [r for n, r in rows.items() if r and n.startswith("ours: sampled Shapley")]
+        if charge and args.mse_budgets:
+            mse_table({n: e for n, e in estimators.items() if e is not None and "core.rank" not in n}, exact,
+                      [int(b) for b in args.mse_budgets.split(",")], args.seeds)
+        mine = [r for n, r in rows.items() if r and n.startswith("ours: s")]
         best_ours = min(mine, key=lambda r: r["evaluations"])
         shapiq_rows = {n: r for n, r in rows.items() if r and n.startswith("shapiq")}
         if layer == "conv2" and shapiq_rows:

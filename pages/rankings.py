@@ -8,6 +8,7 @@ from core.rankings import rank
 from core.rankings.agreement import compare, heatmap, top_units_table
 from core.rankings.plots import scores_bar, switch_curve
 from core.rankings.shapley import EXACT_LIMIT
+from core.rankings.stratified import minimum_budget
 from core.rankings.switches import DEFAULTS as SWITCH_DEFAULTS
 from ui.rankings import known_rankings, remember_ranking
 from ui.compute import heavy
@@ -33,14 +34,16 @@ with friendly_errors():
     params: dict[str, dict] = {}
     if "Shapley" in picked:
         with st.expander("Shapley options"):
-            estimators = ["sampled", "truncated"] + (["exact"] if units <= INTERACTIVE_EXACT else []) + \
-                (["svarm"] if importlib.util.find_spec("shapiq") else [])
+            estimators = ["sampled", "stratified", "truncated"] + \
+                (["exact"] if units <= INTERACTIVE_EXACT else []) + (["svarm"] if importlib.util.find_spec("shapiq") else [])
             estimator = st.radio("Estimator", estimators, horizontal=True,
                                  help=f"exact: all 2^N coalitions (offered here up to {INTERACTIVE_EXACT} "
                                       f"units; the CLI goes to {EXACT_LIMIT}). truncated: removal sets of "
                                       "size <= k. sampled: permutation Monte Carlo with standard errors. "
-                                      "svarm: shapiq's stratified SVARM (no standard errors; fewer coalitions to "
-                                      "a stable top-5 on LeNet conv2, see the README).")
+                                      "stratified: a budget of coalitions by size, each updating every unit, "
+                                      "with a regression per size; standard errors; the fewest coalitions to a "
+                                      "stable top-5 on LeNet conv2 (README). svarm: shapiq's stratified SVARM "
+                                      "(no standard errors).")
             shapley = {"estimator": estimator,
                        "payoff": st.radio("Payoff", ["accuracy", "loss"], horizontal=True)}
             if estimator == "sampled":
@@ -70,9 +73,11 @@ with friendly_errors():
                 shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="shapley_seed")
             elif estimator == "truncated":
                 shapley["k"] = st.slider("k (largest removal set)", 0, units - 1, min(2, units - 1))
-            elif estimator == "svarm":
-                shapley["samples"] = st.number_input("Coalitions (budget)", 100, 1_000_000, 4000, step=500)
-                shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key="svarm_seed")
+            elif estimator in ("svarm", "stratified"):
+                least = minimum_budget(units) if estimator == "stratified" else 100
+                shapley["samples"] = st.number_input("Coalitions (budget)", least, 1_000_000, max(least, 4000),
+                                                     step=500, key=f"{estimator}_budget")
+                shapley["seed"] = st.number_input("Seed", 0, 10_000, 0, key=f"{estimator}_seed")
             params["Shapley"] = shapley
     if "Importance switches" in picked:
         with st.expander("Switch options"):

@@ -211,7 +211,7 @@ def test_shapiq_svarm_is_offered_as_a_shapley_estimator(model, digits_val, monke
     engine = core.Engine(model, digits_val)
     exact = core.rank(model, digits_val, "conv1", "shapley", estimator="exact", engine=engine)
     peer = core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=800, seed=2, engine=engine)
-    assert peer.label == "Shapley (shapiq SVARM, 800 coalitions)" and peer.stderr is None
+    assert peer.label == "Shapley (shapiq SVARM, 800 coalitions, seed 2)" and peer.stderr is None
     assert 0 < peer.extra["evaluations"] <= 800
     assert np.abs(peer.scores - exact.scores).max() < 0.03  # values of order 0.01-0.2
     assert peer.params == {"estimator": "svarm", "payoff": "accuracy", "samples": 800, "seed": 2}

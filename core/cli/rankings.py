@@ -24,6 +24,8 @@ def _rank_args(parser: argparse.ArgumentParser) -> None:
     estimator.add_argument("--samples", type=int, help="shapley: N sampled permutations (default 100); banzhaf: "
                                                        "N MSR coalitions (2000); beta_shapley: N draws (100)")
     estimator.add_argument("--k", type=int, help="shapley: truncated to removal sets of size <= K")
+    estimator.add_argument("--stratified", type=int, metavar="BUDGET",
+                           help="shapley: our stratified regression estimator with BUDGET coalitions")
     estimator.add_argument("--svarm", type=int, metavar="BUDGET",
                            help="shapley: shapiq's SVARM with BUDGET coalitions (needs shapiq)")
     parser.add_argument("--top-k", type=int, default=None,
@@ -81,7 +83,7 @@ def _rank_params(args: argparse.Namespace) -> dict:
         raise ValueError(f"{'--alpha' if args.alpha is not None else '--beta'} applies to --method beta_shapley only")
     shapley_only = {"--exact": args.exact, "--samples": args.samples, "--k": args.k, "--top-k": args.top_k,
                     "--payoff": args.payoff, "--truncation": args.truncation, "--no-antithetic": args.no_antithetic,
-                    "--subset": args.subset, "--svarm": args.svarm}
+                    "--subset": args.subset, "--svarm": args.svarm, "--stratified": args.stratified}
     switch_only = {"--alpha0": args.alpha0, "--epochs": args.epochs, "--switch-split": args.switch_split}
     for flags, method in ((shapley_only, "shapley"), (switch_only, "switches")):
         given = [flag for flag, value in flags.items() if value not in (None, False)]
@@ -90,9 +92,9 @@ def _rank_params(args: argparse.Namespace) -> dict:
     params: dict = {}
     if args.method == "shapley":
         params["estimator"] = "exact" if args.exact else "truncated" if args.k is not None else \
-            "svarm" if args.svarm is not None else "sampled"
-        if args.svarm is not None:
-            params["samples"] = args.svarm
+            "svarm" if args.svarm is not None else "stratified" if args.stratified is not None else "sampled"
+        if args.svarm is not None or args.stratified is not None:
+            params["samples"] = args.svarm if args.svarm is not None else args.stratified
         params.update({k: v for k, v in (("samples", args.samples), ("k", args.k), ("top_k", args.top_k),
                                          ("payoff", args.payoff), ("truncation", args.truncation)) if v is not None})
         if args.no_antithetic:

@@ -14,6 +14,8 @@ batches of coalitions. Estimators:
   describes truncating Eq. 2 to small coalitions; we truncate to small *removals* because
   accuracy only moves when a near-whole network loses units (small kept coalitions all sit
   at chance accuracy, so their marginals carry almost no ranking information).
+- ``stratified``: a budget of coalitions (``samples``), stratified by size, every evaluation updating
+  every unit, with the regression estimator per size (core/rankings/stratified.py); standard errors.
 - ``sampled``: permutation Monte Carlo (Eq. 1), unbiased, by default with antithetic pairs (a
   permutation and its reverse), standard errors over pairs (or over permutations), an optional
   truncation (TMC: ``truncation=tol`` stops walking a permutation once the running coalition is
@@ -33,11 +35,13 @@ from scipy.stats import t as t_dist
 
 from ..engine import Engine
 from . import game
+from .stratified import stratified
 from .game import CHUNK as _CHUNK, EXACT_LIMIT, coalition_values, semivalue, shapley_weights  # noqa: F401 (EXACT_LIMIT: pages)
 
 DEFAULTS = {"estimator": "sampled", "samples": 100, "k": 2, "top_k": None, "confidence": 0.95,
             "antithetic": True, "truncation": None, "subset": None, "payoff": "accuracy", "seed": 0}
-ESTIMATORS = ("exact", "truncated", "sampled", "svarm")  # svarm: shapiq's, core/rankings/peer.py
+ESTIMATORS = ("exact", "truncated", "sampled", "stratified", "svarm")  # stratified: ours, core/rankings/stratified.py;
+# svarm: shapiq's, core/rankings/peer.py
 COMPARABLE_ACROSS_LAYERS = True  # accuracy (or loss) points of the whole network, whatever the layer
 
 
@@ -48,7 +52,8 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
         raise ValueError(f"unknown Shapley estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if params["payoff"] not in ("accuracy", "loss"):
         raise ValueError(f"payoff must be 'accuracy' or 'loss', not {params['payoff']!r}")
-    used = {"exact": (), "truncated": ("k",), "svarm": ("samples", "seed"),  # svarm: samples = its budget
+    used = {"exact": (), "truncated": ("k",), "svarm": ("samples", "seed"),  # svarm, stratified: samples = budget
+            "stratified": ("samples", "seed"),
             "sampled": ("samples", "top_k", "confidence", "antithetic", "truncation", "subset", "seed")}[estimator]
     out = {"estimator": estimator, "payoff": params["payoff"], **{name: params[name] for name in used}}
     if estimator == "sampled":
@@ -77,7 +82,7 @@ def normalize(params: dict, engine: Engine | None = None) -> dict:
             raise ValueError("confidence must be between 0 and 1, e.g. 0.95")
     if estimator == "truncated":
         out["k"] = int(out["k"])
-    if estimator == "svarm":
+    if estimator in ("svarm", "stratified"):
         out["samples"] = int(out["samples"])
     return out
 
@@ -99,8 +104,10 @@ def label(params: dict, extra: dict | None = None) -> str:
         sampled += ((f", TMC {params['truncation']:g}" if params.get("truncation") else "")
                     + (f", {params['subset']} images" if params.get("subset") else "")
                     + (f", seed {params['seed']}" if params.get("seed", 0) != 0 else ""))
+    seed = f", seed {params['seed']}" if params.get("seed", 0) != 0 else ""
     extra_text = {"exact": "exact", "truncated": f"truncated, k={params.get('k')}", "sampled": sampled,
-                  "svarm": f"shapiq SVARM, {params.get('samples')} coalitions"}[params["estimator"]]
+                  "stratified": f"stratified, {params.get('samples')} coalitions{seed}",
+                  "svarm": f"shapiq SVARM, {params.get('samples')} coalitions{seed}"}[params["estimator"]]
     return f"Shapley ({extra_text}{', loss' if params['payoff'] == 'loss' else ''})"
 
 
@@ -118,6 +125,8 @@ def compute(engine: Engine, layer: str, progress=None, estimator: str = "sampled
         return exact_from_table(game.coalition_table(engine, layer, payoff, progress, cache=table_cache), units)
     if estimator == "truncated":
         return truncated(value, units, params["k"], progress)
+    if estimator == "stratified":
+        return stratified(value, units, params["samples"], params["seed"], progress)
     if estimator == "svarm":
         from .peer import peer_shapley
 
