@@ -96,6 +96,22 @@ def test_pruning_never_takes_locked_units_and_follows_cluster_shares():
         pruning_selection(clusters, 1.5)
 
 
+def test_the_page_and_the_plans_apportion_cluster_shares_alike():
+    """Similar filters' selection at a rate = the plan's cluster-level removal of as many units (one D'Hondt
+    order): clusters of 7, 2 and 2 removing 2 give 2 : 0 : 0 (largest remainder would give 1 : 1 : 0), and a
+    larger count always removes a superset."""
+    labels = np.array([0] * 7 + [1] * 2 + [2] * 2)
+    members = [[6, 5, 4, 3, 2, 1, 0], [8, 7], [10, 9]]
+    clusters = Clusters("toy", labels, 3, {}, np.arange(11.0), members)
+    assert pruning_selection(clusters, 2 / 11) == [0, 1]
+    order, _ = core.pruning.plans.cluster_order(clusters)
+    previous: set[int] = set()
+    for count in range(0, 12):
+        removed = pruning_selection(clusters, count / 11)
+        assert removed == sorted(order[:count]) and previous <= set(removed)
+        previous = set(removed)
+
+
 def test_real_clusters_pruning_respects_locks(conv2):
     # LeNet conv2 has no locked unit (so this alone would pass trivially); tests/test_values.py plants
     # singletons on a real layer. Here: a rate removes exactly its share, never a locked unit

@@ -240,28 +240,30 @@ def cluster_filters(model: nn.Module, data: DataSplit, layer: str, steps: int = 
     return Clusters(layer, ordered, len(members), scores, contribution, members)
 
 
+def cluster_removal_order(clusters: Clusters) -> list[int]:
+    """Paper B's cluster and filter levels as one removal order: each unlocked cluster gives a share
+    proportional to its size, apportioned one unit at a time (D'Hondt: the next unit comes from the cluster
+    with the largest size / (removed + 1); ties to the larger, then the earlier cluster), lowest contribution
+    index first. Locked singletons never appear and every cluster keeps its last unit, so removing more
+    units always removes a superset (the Similar filters page and ``core.plan_from_widths`` share it)."""
+    open_ = [list(m) for m in clusters.members if len(m) > 1]  # highest contribution first
+    taken = [0] * len(open_)
+    order: list[int] = []
+    while room := [c for c in range(len(open_)) if taken[c] < len(open_[c]) - 1]:
+        c = max(room, key=lambda c: (len(open_[c]) / (taken[c] + 1), len(open_[c]), -c))
+        taken[c] += 1
+        order.append(open_[c][len(open_[c]) - taken[c]])
+    return order
+
+
 def pruning_selection(clusters: Clusters, rate: float) -> list[int]:
-    """Units a pruning rate removes: per-cluster share proportional to size, lowest contribution first.
+    """Units a pruning rate removes: the first round(rate * I) of ``cluster_removal_order``.
 
     Locked (singleton) clusters give nothing and every cluster keeps at least one unit, so the
     most that can go is I - k; a higher rate removes that many."""
     if not 0 <= rate <= 1:
         raise ValueError(f"pruning rate must be between 0 and 1 (got {rate})")
-    units = len(clusters.labels)
-    open_clusters = [m for m in clusters.members if len(m) > 1]
-    capacity = np.array([len(m) - 1 for m in open_clusters])
-    wanted = min(int(round(rate * units)), int(capacity.sum()) if len(capacity) else 0)
-    if wanted == 0:
-        return []
-    sizes = np.array([len(m) for m in open_clusters], dtype=float)
-    quota = wanted * sizes / sizes.sum()
-    take = np.minimum(np.floor(quota).astype(int), capacity)
-    while take.sum() < wanted:  # the rest by largest remainder, to clusters that still have room
-        room = take < capacity
-        c = int(np.argmax(np.where(room, quota - take, -np.inf)))
-        take[c] += 1
-    removed = [u for m, t in zip(open_clusters, take) for u in m[len(m) - t:]]  # m is highest-first
-    return sorted(removed)
+    return sorted(cluster_removal_order(clusters)[:int(round(rate * len(clusters.labels)))])
 
 
 # --- figures ------------------------------------------------------------------------------------

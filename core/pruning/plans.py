@@ -31,7 +31,7 @@ from ..data import DataSplit
 from ..engine import Engine
 from ..network.models import is_staged, layer_names, unit_count
 from ..rankings import Ranking, rank
-from ..interpret.similarity import Clusters, cluster_filters
+from ..interpret.similarity import Clusters, cluster_filters, cluster_removal_order
 
 RankingLike = Ranking | np.ndarray
 Progress = Callable[[int, int], None]
@@ -119,15 +119,7 @@ def cluster_order(clusters: Clusters, empty_clusters: bool = False) -> tuple[lis
 
     Locked singletons never appear; without ``empty_clusters`` every cluster keeps its last unit."""
     open_ = [list(m) for m in clusters.members if len(m) > 1]  # highest contribution first
-    taken = [0] * len(open_)
-    order: list[int] = []
-    while True:
-        room = [c for c in range(len(open_)) if taken[c] < len(open_[c]) - 1]
-        if not room:
-            break
-        c = max(room, key=lambda c: (len(open_[c]) / (taken[c] + 1), len(open_[c]), -c))
-        taken[c] += 1
-        order.append(open_[c][len(open_[c]) - taken[c]])
+    order = cluster_removal_order(clusters)
     emptied: dict[int, int] = {}
     if empty_clusters:  # then whole clusters go, the one whose last unit contributes least first
         ids = [cid for cid, m in enumerate(clusters.members) if len(m) > 1]
