@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +99,9 @@ def figure(results: dict[str, CurveSet], path: Path, title: str) -> None:
         for curve in result.curves:
             ax.plot(curve.counts, curve.accuracy * 100, color=COLORS.get(curve.method), linewidth=1.6,
                     marker="o", markersize=2.5, label=NAMES.get(curve.method, curve.label))
+        if result.reference is not None:  # the oracle (an upper bound) or the greedy reference
+            ax.plot(result.reference.counts, result.reference.accuracy * 100, color="black", linestyle=(0, (4, 2)),
+                    linewidth=1.3, label=result.reference.label.split(" (")[0])
         ax.set_title(f"{layer} ({result.units} units)")
         ax.set_xlabel("units removed (least important first)")
         ax.set_ylim(0, 101)
@@ -148,8 +150,9 @@ def curve_table(results: dict[str, CurveSet]) -> dict[str, dict]:
             vs = "—" if curve.method == "l1" else f"{m['over_l1']} / {m['under_l1']}"
             print(f"| {layer} | {result.units} | {curve.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | "
                   f"{m['above']} / {m['inside']} / {m['below']} (of {m['points']}) | {vs} |")
-        row = summary.loc[result.random.label]
-        print(f"| {layer} | {result.units} | {result.random.label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | — | — |")
+        for label in [result.random.label] + ([result.reference.label] if result.reference is not None else []):
+            row = summary.loc[label]
+            print(f"| {layer} | {result.units} | {label} | {row['area']:.3f} | {int(row['units within 1 pt'])} | — | — |")
     return out
 
 
