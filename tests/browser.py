@@ -40,13 +40,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server() -> Iterator[str]:
-    """A fresh ``streamlit run explorer.py`` (own port, own empty disk cache); yields its URL."""
+def streamlit_server(env: dict[str, str] | None = None, launcher: list[str] | None = None) -> Iterator[str]:
+    """A fresh ``streamlit run explorer.py`` (own port, own empty disk cache); yields its URL. ``env``: the
+    server's environment (default this process's); ``launcher``: what runs streamlit's command line (default
+    ``python -m streamlit``; benchmarks/classroom_server.py adds server-side timing)."""
     port = free_port()
     cache = tempfile.mkdtemp(prefix="nre-browser-cache-")
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
-    env = {**os.environ, "NRE_CACHE_DIR": cache}
-    process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer.py", "--server.port", str(port),
+    env = {**(os.environ if env is None else env), "NRE_CACHE_DIR": cache}
+    launcher = launcher or [sys.executable, "-m", "streamlit"]
+    process = subprocess.Popen([*launcher, "run", "explorer.py", "--server.port", str(port),
                                 "--server.headless", "true", "--server.address", "127.0.0.1"],
                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

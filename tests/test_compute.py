@@ -246,3 +246,47 @@ def test_stepping_aside_is_bounded_when_the_toggle_waits_for_a_lock_the_heavy_wo
         assert time.monotonic() - started < 3 and slot.held
     toggler.join(5)
     assert toggled.is_set() and scheduler.running() == 0
+
+
+def test_the_policy_can_be_switched_off_for_the_before_side_of_the_benchmarks(monkeypatch, restore_threads):
+    """NRE_COMPUTE_POLICY=off (benchmarks/bench_classroom_browser.py's "before"): torch's default threads, one per
+    core, whatever NRE_THREADS says; a scheduler that never queues; no lowered CPU priority."""
+    from core.engine import compute
+
+    monkeypatch.setattr(compute, "_SCHEDULER", None)
+    monkeypatch.setenv("NRE_THREADS", "1")
+    monkeypatch.setenv("NRE_COMPUTE_POLICY", "off")
+    assert not compute.policy_on()
+    assert default_threads() == compute.cores()
+    assert set_threads() == compute.cores() == torch.get_num_threads()
+    assert compute.lower_priority() is False  # returns before touching the thread's nice value
+    off = compute.scheduler()
+    assert off.slots == off.background_limit == compute.UNLIMITED
+    release, holders = threading.Event(), []
+    for priority in (HEAVY, HEAVY, HEAVY, BACKGROUND, BACKGROUND):  # more than the cores: all run at once
+        started = threading.Event()
+        holders.append(hold(off, priority, release, started))
+        assert started.wait(5), "a request waited with the policy off"
+    release.set()
+    for thread in holders:
+        thread.join(5)
+    monkeypatch.setenv("NRE_COMPUTE_POLICY", "On ")  # case and spaces do not matter; on is the default
+    monkeypatch.setattr(compute, "_SCHEDULER", None)
+    assert compute.policy_on() and default_threads() == 1 and compute.scheduler().slots == compute.cores()
+    monkeypatch.setenv("NRE_COMPUTE_POLICY", "maybe")
+    with pytest.raises(ValueError, match="NRE_COMPUTE_POLICY must be 'on' or 'off'"):
+        default_threads()
+
+
+def test_a_server_started_with_the_policy_off_runs_torch_default_threads():
+    import os
+
+    from core.engine.compute import UNLIMITED, cores
+
+    code = ("import torch, core, ui.compute; print('threads', ui.compute.apply_policy(), torch.get_num_threads(), "
+            "'slots', core.scheduler().slots)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NRE_THREADS": "1"}  # both overridden by the switch
+    out = run_python(code, {**env, "NRE_COMPUTE_POLICY": "off"})
+    assert f"threads {cores()} {cores()} slots {UNLIMITED}" in out, out
+    out = run_python(code, env)
+    assert f"threads 1 1 slots {cores()}" in out, out

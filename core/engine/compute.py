@@ -17,6 +17,9 @@ The policy (README, "Sharing one machine"):
   report, and a heavy slot's ``yield_to_live`` (called from the same callback) lets a waiting toggle
   run first. Work without a progress callback is stopped too: ``checkpoint()``, called by the engine
   for every batch it runs and by AM for every step, checks the token of the slot the thread holds.
+- **Switched off** (``NRE_COMPUTE_POLICY=off``, for measuring what the policy buys: the classroom benchmarks'
+  "before"): torch's default threads (one per core) in every computation, no slots or priorities (every
+  request runs at once), no lowered CPU priority. Cancellation still works.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ import torch
 LIVE, HEAVY, BACKGROUND = 0, 1, 2
 PRIORITY_NAMES = {LIVE: "live", HEAVY: "heavy", BACKGROUND: "background"}
 THREADS_ENV = "NRE_THREADS"
+POLICY_ENV = "NRE_COMPUTE_POLICY"
+UNLIMITED = 10**6  # slots of the scheduler with the policy off: every request runs at once
 Progress = Callable[[int, int], None]
 
 
@@ -46,8 +51,20 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def policy_on() -> bool:
+    """Whether the compute policy is in force: ``$NRE_COMPUTE_POLICY`` is ``on`` (the default) or ``off``
+    (torch's default threads, no slots, no priorities: the app as it was before the policy, for benchmarks)."""
+    value = os.environ.get(POLICY_ENV, "").strip().lower() or "on"
+    if value not in ("on", "off"):
+        raise ValueError(f"{POLICY_ENV} must be 'on' or 'off' (got {value!r})")
+    return value == "on"
+
+
 def default_threads() -> int:
-    """Intra-op threads per computation: ``$NRE_THREADS`` when set, else one per four cores (1 to 4)."""
+    """Intra-op threads per computation: ``$NRE_THREADS`` when set, else one per four cores (1 to 4); with
+    the policy off (``NRE_COMPUTE_POLICY=off``) torch's own default, one per core, whatever ``NRE_THREADS`` says."""
+    if not policy_on():
+        return cores()
     value = os.environ.get(THREADS_ENV, "").strip()
     if value:
         threads = int(value) if value.isdigit() else 0
@@ -70,7 +87,10 @@ def set_threads(threads: int | None = None) -> int:
 
 def lower_priority() -> bool:
     """Give the calling thread the lowest CPU priority (Linux: the thread's nice value 19); False where the
-    system does not allow it. Only for threads that end with their work (the nice value cannot be raised back)."""
+    system does not allow it, or with the policy off. Only for threads that end with their work (the nice value
+    cannot be raised back)."""
+    if not policy_on():
+        return False
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         return True
@@ -282,11 +302,12 @@ _SCHEDULER_GUARD = threading.Lock()
 
 
 def scheduler() -> Scheduler:
-    """The process's scheduler (one per server: every session's computations share it)."""
+    """The process's scheduler (one per server: every session's computations share it); with the policy off
+    (``NRE_COMPUTE_POLICY=off``) one without limits, so that every request runs at once."""
     global _SCHEDULER
     with _SCHEDULER_GUARD:
         if _SCHEDULER is None:
-            _SCHEDULER = Scheduler()
+            _SCHEDULER = Scheduler() if policy_on() else Scheduler(slots=UNLIMITED, background=UNLIMITED)
         return _SCHEDULER
 
 
