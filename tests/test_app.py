@@ -160,3 +160,19 @@ def test_the_overview_says_where_to_start():
     assert any("Where to start" in m.value for m in at.markdown)
     links = [link.proto.page for link in at.get("page_link")]
     assert "toggle" in links and "rankings" in links, links
+
+
+def test_a_misconfigured_server_says_what_to_fix_without_a_traceback(monkeypatch):
+    """A bad NRE_THREADS or NRE_COMPUTE_POLICY: one line naming the variable, no exception, threads untouched."""
+    threads = torch.get_num_threads()
+    for name, value in (("NRE_THREADS", "lots"), ("NRE_COMPUTE_POLICY", "fast")):
+        monkeypatch.setenv(name, value)
+        at = AppTest.from_file(str(ROOT / "explorer.py"), default_timeout=120)
+        at.run()
+        assert not at.exception, at.exception
+        assert [e.value for e in at.error] == [
+            f"This server is misconfigured: {name} must be "
+            + ("a whole number of threads >= 1 (got 'lots')" if name == "NRE_THREADS" else "'on' or 'off' (got 'fast')")
+            + ". Fix the environment variable and restart the app."]
+        monkeypatch.delenv(name)
+    assert torch.get_num_threads() == threads

@@ -24,8 +24,15 @@ Progress = Callable[[int, int], None]
 
 
 def apply_policy() -> int:
-    """Torch threads per computation for this server (``$NRE_THREADS``, else one per four cores)."""
-    return core.set_threads()
+    """Torch threads per computation for this server (``$NRE_THREADS``, else one per four cores). A bad
+    ``NRE_THREADS`` / ``NRE_COMPUTE_POLICY`` stops the page with one line saying what to fix (the server's
+    environment, so every page would fail the same way)."""
+    try:
+        return core.set_threads()
+    except ValueError as error:
+        st.error(f"This server is misconfigured: {error}. Fix the environment variable and restart "
+                 "the app.", icon=":material/error:")
+        st.stop()
 
 
 def session_alive_check() -> Callable[[], bool]:
