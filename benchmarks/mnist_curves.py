@@ -110,9 +110,10 @@ def figure(results: dict[str, CurveSet], path: Path, title: str) -> None:
     for ax in axes[::columns]:
         ax.set_ylabel("accuracy, held-out images (%)")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    legend_columns = len(labels) if len(labels) <= 5 else (len(labels) + 1) // 2  # two rows when one would not fit
+    fig.legend(handles, labels, loc="lower center", ncol=legend_columns, frameon=False, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.tight_layout(rect=(0, 0.05 if legend_columns == len(labels) else 0.08, 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
