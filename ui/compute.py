@@ -128,8 +128,14 @@ def background(token: Token, waiting: Callable[[int], None] | None = None) -> It
 
 
 AM_STEPS = 256  # AM's default optimization steps on our staged models (seconds)
-GENERIC_AM_STEPS = 16  # a torchvision model at 224x224: ResNet-18 conv1's 64 images took 332 s for 32 steps on one
-# thread of this 2-core machine at load average 12-14 (the page's minimum; more on request)
+GENERIC_AM_STEPS = 32  # a torchvision model (224x224 input): its steps cost far more (see default_am_size)
+GENERIC_AM_SIZES = (224, 160, 112, 80, 64)  # AM image sides offered on a torchvision model, largest first
+AM_BUDGET_S = 60.0  # a torchvision layer's default AM size is the largest estimated to take about this long
+# Seconds per AM step and unit on one thread of this 2-core machine (ResNet-18, fitted to measured steps of conv1
+# to layer4 at 64-224 px, load 2-4): the image's parameterization and transforms per pixel, and the network up to
+# the layer per multiply-add (forward and backward; the layer itself computes only each image's own unit).
+_SECONDS_PER_PIXEL = 2.6e-7
+_SECONDS_PER_MAC = 1.5e-10
 
 
 def default_am_steps(chosen) -> int:
@@ -137,4 +143,50 @@ def default_am_steps(chosen) -> int:
     return AM_STEPS if core.network.models.is_staged(chosen.model) else GENERIC_AM_STEPS
 
 
-__all__ = ["default_am_steps", "apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]
+def am_step_seconds(layers: list, layer: str, input_side: int, size: int) -> float:
+    """Estimated seconds of one AM step of every unit of ``layer`` at ``size`` pixels (one thread, see above);
+    ``layers``: ``core.prunable_layers`` of the model, in forward order."""
+    names = [info.name for info in layers]
+    here = layers[names.index(layer)]
+    before = sum(info.flops for info in layers[:names.index(layer)]) + here.flops / here.units
+    scale = (size / input_side) ** 2
+    return here.units * (before * scale * _SECONDS_PER_MAC + size * size * _SECONDS_PER_PIXEL)
+
+
+def default_am_size(chosen) -> int | None:
+    """The AM image side a page offers first: None (the input size) on our staged models; on a torchvision
+    model the largest of GENERIC_AM_SIZES whose GENERIC_AM_STEPS steps are estimated at AM_BUDGET_S or less
+    (ResNet-18: 224 px for conv1, 64 px from layer2 on, where even that takes longer)."""
+    if core.network.models.is_staged(chosen.model):
+        return None
+    layers, side = core.prunable_layers(chosen.model), chosen.meta.input_shape[-1]
+    for size in GENERIC_AM_SIZES:
+        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, chosen.layer, side, size) <= AM_BUDGET_S:
+            return size
+    return min(GENERIC_AM_SIZES)
+
+
+def am_size_input(chosen, steps: int, container=None) -> int | None:
+    """The AM image size for a torchvision model (a select box, default ``default_am_size``, with the estimated
+    time for this layer); None on our staged models, whose AM images are their input size."""
+    default = default_am_size(chosen)
+    if default is None:
+        return None
+    side, layers = chosen.meta.input_shape[-1], core.prunable_layers(chosen.model)
+    sizes = [size for size in GENERIC_AM_SIZES if size <= side] or [side]
+    size = (container or st).selectbox(
+        "AM image size (pixels)", sizes, index=sizes.index(default) if default in sizes else 0,
+        key=f"am_size:{chosen.model_key}:{chosen.layer}",
+        format_func=lambda px: f"{px} px, ~{_duration(steps * am_step_seconds(layers, chosen.layer, side, px))}",
+        help="A torchvision model takes smaller AM images than its input. Each step runs the network up to this "
+             f"layer on one image per unit, so the time grows with the pixels and the layer's depth. The default "
+             f"is the largest size estimated at about {AM_BUDGET_S:.0f} s for this layer on one CPU thread "
+             "(measured on ResNet-18, README 'A class on one server').")
+    return int(size)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+__all__ = ["default_am_steps", "default_am_size", "am_size_input", "am_step_seconds", "apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]
