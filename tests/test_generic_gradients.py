@@ -252,3 +252,11 @@ def test_load_model_takes_the_links_spelling():
     assert model.meta.arch == "resnet18" and model.meta.arch_params == {"pretrained": False}
     with pytest.raises(core.CheckpointError, match="'random' or 'pretrained'"):
         core.load_model("torchvision:resnet18:sometimes")
+
+
+def test_teaching_players_on_a_resnet_come_from_the_five_highest_taylor_scores(resnet, engine, tiny):
+    """Shapley by hand's default players on a torchvision model: Taylor picks 5 candidates (not 64 full passes)."""
+    players = core.teaching_players(engine, SINGLE)
+    taylor = rank(resnet, tiny, SINGLE, "taylor", engine=engine, cache=False).scores
+    candidates = sorted(range(64), key=lambda u: (-taylor[u], u))[:5]
+    assert len(players) == 3 and set(players) <= set(candidates)

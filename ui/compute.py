@@ -129,11 +129,13 @@ def background(token: Token, waiting: Callable[[int], None] | None = None) -> It
 
 AM_STEPS = 256  # AM's default optimization steps on our staged models (seconds)
 GENERIC_AM_STEPS = 32  # a torchvision model (224x224 input): its steps cost far more (see default_am_size)
-GENERIC_AM_SIZES = (224, 160, 112, 80, 64)  # AM image sides offered on a torchvision model, largest first
+GENERIC_AM_SIZES = (224, 160, 112, 80, 64, 48, 32)  # AM image sides offered on a torchvision model, largest first
 AM_BUDGET_S = 60.0  # a torchvision layer's default AM size is the largest estimated to take about this long
 # Seconds per AM step and unit on one thread of this 2-core machine (ResNet-18, fitted to measured steps of conv1
-# to layer4 at 64-224 px, load 2-4): the image's parameterization and transforms per pixel, and the network up to
+# to layer4 at 64-224 px, load 2-5): the image's parameterization and transforms per pixel, and the network up to
 # the layer per multiply-add (forward and backward; the layer itself computes only each image's own unit).
+# Measured at the defaults (32 steps, load 4-5): conv1 224 px 46 s, layer1.1.conv2 112 px 45 s, layer2.1.conv2
+# 64 px 36 s; at 64 px layer3.1.conv2 took 176 s and layer4.1.conv2 357 s, so those default to 32 px.
 _SECONDS_PER_PIXEL = 2.6e-7
 _SECONDS_PER_MAC = 1.5e-10
 
@@ -156,7 +158,8 @@ def am_step_seconds(layers: list, layer: str, input_side: int, size: int) -> flo
 def default_am_size(chosen) -> int | None:
     """The AM image side a page offers first: None (the input size) on our staged models; on a torchvision
     model the largest of GENERIC_AM_SIZES whose GENERIC_AM_STEPS steps are estimated at AM_BUDGET_S or less
-    (ResNet-18: 224 px for conv1, 64 px from layer2 on, where even that takes longer)."""
+    (ResNet-18: 224 px for conv1, 112-160 px in layer1, 64-80 px in layer2, 32 px in layer3 and layer4, where
+    even that takes longer)."""
     if core.network.models.is_staged(chosen.model):
         return None
     layers, side = core.prunable_layers(chosen.model), chosen.meta.input_shape[-1]
