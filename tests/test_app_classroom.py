@@ -151,3 +151,24 @@ def check_taylor_on_the_rankings_page(at) -> None:
     assert expected.cached  # the page computed and stored this very ranking
     labels = [e.label for e in at.expander]
     assert any(label.startswith("Taylor") for label in labels), labels
+
+
+def test_the_default_am_size_keeps_each_resnet_layer_near_a_minute():
+    """224 px for conv1, smaller images deeper in (the estimate grows with the network up to the layer), the
+    staged models' own input size; every default is estimated within the budget or at the smallest size."""
+    from types import SimpleNamespace
+
+    from ui.compute import AM_BUDGET_S, GENERIC_AM_SIZES, GENERIC_AM_STEPS, am_step_seconds, default_am_size
+
+    model = core.load_model(RESNET)
+    layers = core.prunable_layers(model)
+    chosen = SimpleNamespace(model=model, meta=model.meta, layer="net.conv1")
+    sizes = [default_am_size(chosen, info.name) for info in layers]
+    assert sizes[0] == 224 and sizes[-1] == min(GENERIC_AM_SIZES) and sizes == sorted(sizes, reverse=True)
+    for info, size in zip(layers, sizes):
+        estimate = GENERIC_AM_STEPS * am_step_seconds(layers, info.name, 224, size)
+        assert estimate <= AM_BUDGET_S or size == min(GENERIC_AM_SIZES)
+        bigger = [s for s in GENERIC_AM_SIZES if s > size]
+        assert not bigger or GENERIC_AM_STEPS * am_step_seconds(layers, info.name, 224, min(bigger)) > AM_BUDGET_S
+    lenet = core.load_model()
+    assert default_am_size(SimpleNamespace(model=lenet, meta=lenet.meta, layer="conv2")) is None

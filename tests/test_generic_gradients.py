@@ -260,3 +260,20 @@ def test_teaching_players_on_a_resnet_come_from_the_five_highest_taylor_scores(r
     taylor = rank(resnet, tiny, SINGLE, "taylor", engine=engine, cache=False).scores
     candidates = sorted(range(64), key=lambda u: (-taylor[u], u))[:5]
     assert len(players) == 3 and set(players) <= set(candidates)
+
+
+def test_layer_clusters_take_each_layers_am_size(resnet, engine, tiny):
+    """Compress's cluster-aware plan on a torchvision model: each layer's clusters from AM images of its own size."""
+    from core.engine import cache
+
+    clusters = core.layer_clusters(resnet, tiny, engine=engine, layers=["conv1", SINGLE], steps=2,
+                                   size={"conv1": 32, SINGLE: 48})
+    assert set(clusters) == {"conv1", SINGLE} and all(len(c.labels) == 64 for c in clusters.values())
+    before = cache.COMPUTED["am"]
+    assert core.am_images(resnet, SINGLE, steps=2, size=48).images.shape == (64, 3, 48, 48)
+    assert core.am_images(resnet, "conv1", steps=2, size=32).images.shape == (64, 3, 32, 32)
+    assert cache.COMPUTED["am"] == before  # both were the ones the clusters used
+    with pytest.raises(ValueError, match="at least 32 pixels"):
+        core.am_images(resnet, SINGLE, steps=2, size=16)
+    with pytest.raises(ValueError, match="takes exactly 28x28"):
+        core.am_images(core.load_model(), "conv2", steps=2, size=64)

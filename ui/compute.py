@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -155,16 +156,16 @@ def am_step_seconds(layers: list, layer: str, input_side: int, size: int) -> flo
     return here.units * (before * scale * _SECONDS_PER_MAC + size * size * _SECONDS_PER_PIXEL)
 
 
-def default_am_size(chosen) -> int | None:
+def default_am_size(chosen, layer: str | None = None) -> int | None:
     """The AM image side a page offers first: None (the input size) on our staged models; on a torchvision
     model the largest of GENERIC_AM_SIZES whose GENERIC_AM_STEPS steps are estimated at AM_BUDGET_S or less
     (ResNet-18: 224 px for conv1, 112-160 px in layer1, 64-80 px in layer2, 32 px in layer3 and layer4, where
-    even that takes longer)."""
+    even that takes longer). ``layer``: another layer than the selected one."""
     if core.network.models.is_staged(chosen.model):
         return None
-    layers, side = core.prunable_layers(chosen.model), chosen.meta.input_shape[-1]
+    layers, side = _layers(chosen.model), chosen.meta.input_shape[-1]
     for size in GENERIC_AM_SIZES:
-        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, chosen.layer, side, size) <= AM_BUDGET_S:
+        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, layer or chosen.layer, side, size) <= AM_BUDGET_S:
             return size
     return min(GENERIC_AM_SIZES)
 
@@ -175,7 +176,7 @@ def am_size_input(chosen, steps: int, container=None) -> int | None:
     default = default_am_size(chosen)
     if default is None:
         return None
-    side, layers = chosen.meta.input_shape[-1], core.prunable_layers(chosen.model)
+    side, layers = chosen.meta.input_shape[-1], _layers(chosen.model)
     sizes = [size for size in GENERIC_AM_SIZES if size <= side] or [side]
     size = (container or st).selectbox(
         "AM image size (pixels)", sizes, index=sizes.index(default) if default in sizes else 0,
@@ -186,6 +187,16 @@ def am_size_input(chosen, steps: int, container=None) -> int | None:
              f"is the largest size estimated at about {AM_BUDGET_S:.0f} s for this layer on one CPU thread "
              "(measured on ResNet-18, README 'A class on one server').")
     return int(size)
+
+
+_LAYERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _layers(model) -> list:
+    """``core.prunable_layers`` (a counting pass at 224x224), once per model: the estimates read it per layer."""
+    if model not in _LAYERS:
+        _LAYERS[model] = core.prunable_layers(model)
+    return _LAYERS[model]
 
 
 def _duration(seconds: float) -> str:
