@@ -164,8 +164,9 @@ def default_am_size(chosen, layer: str | None = None) -> int | None:
     if core.network.models.is_staged(chosen.model):
         return None
     layers, side = _layers(chosen.model), chosen.meta.input_shape[-1]
+    layer = layer or chosen.layer
     for size in GENERIC_AM_SIZES:
-        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, layer or chosen.layer, side, size) <= AM_BUDGET_S:
+        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, layer, side, size) <= AM_BUDGET_S:
             return size
     return min(GENERIC_AM_SIZES)
 
@@ -203,4 +204,5 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-__all__ = ["default_am_steps", "default_am_size", "am_size_input", "am_step_seconds", "apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]
+__all__ = ["default_am_steps", "default_am_size", "am_size_input", "am_step_seconds", "apply_policy", "heavy", "live",
+           "background", "session_alive_check", "Work", "Cancelled"]

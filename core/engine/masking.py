@@ -226,7 +226,8 @@ class Engine:
             batches = [self.activations(layer)]
         else:
             images, copy_ = self.data.images, self._frozen_copy()
-            batches = (copy_.output(layer, images[s].to(self.device)) for s in self._batches(len(images), images[0].numel()))
+            batches = (copy_.output(layer, images[s].to(self.device))
+                       for s in self._batches(len(images), images[0].numel()))
         peak = None
         for acts in batches:
             top = (acts.abs().flatten(2).amax(2) if acts.dim() > 2 else acts.abs()).amax(0)

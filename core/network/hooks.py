@@ -51,7 +51,8 @@ def thread_pre_hook(module: nn.Module, hook: Callable[[nn.Module, tuple], tuple 
 
 
 class _Reached(Exception):
-    """Raised by ``module_output``'s (``module_input``'s) hook to end the forward pass once the module's output is in hand."""
+    """Raised by the hook of ``module_output`` (``module_input``) to end the forward pass once the module's output
+    (input) is in hand."""
 
     def __init__(self, output: torch.Tensor):
         super().__init__("module reached")
