@@ -277,3 +277,21 @@ def test_layer_clusters_take_each_layers_am_size(resnet, engine, tiny):
         core.am_images(resnet, SINGLE, steps=2, size=16)
     with pytest.raises(ValueError, match="takes exactly 28x28"):
         core.am_images(core.load_model(), "conv2", steps=2, size=64)
+
+
+def test_cli_ranks_a_torchvision_model_by_taylor_on_the_converted_digits(tmp_path, capsys):
+    """``--checkpoint torchvision:resnet18:random`` as in a link; the digits converted to 3x224x224 as in the app."""
+    import json
+
+    from core.cli import main
+
+    torch.manual_seed(5)  # the random weights the CLI's model draws
+    assert main(["rank", "--checkpoint", "torchvision:resnet18:random", "--layer", "net.layer1.0.conv1",
+                 "--method", "taylor", "--limit", "4", "--json", str(tmp_path / "out.json"), "--no-cache"]) == 0
+    capsys.readouterr()
+    scores = json.loads((tmp_path / "out.json").read_text())["scores"]
+    torch.manual_seed(5)
+    model = core.load_model("torchvision:resnet18:random")
+    data = core.load_dataset("digits", "val", input_shape=(3, 224, 224), limit=4)  # rank evaluates on val
+    expected = rank(model, data, "net.layer1.0.conv1", "taylor", cache=False).scores
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
