@@ -116,6 +116,8 @@ def test_every_page_renders_on_a_random_resnet18(all_cores, small_generic_defaul
             at.toggle[0].set_value(False).run()
             assert not at.error and at.metric[1].value == "1 / 64"
             assert before is not None
+        if path == "pages/am_gallery.py":
+            check_am_gallery(at)
         if path == "pages/similarity.py":
             check_similarity_page(at)
         if path == "pages/rankings.py":
@@ -127,6 +129,15 @@ def resnet_and_val():
 
     model = cached_model("resnet18", pretrained=False)
     return model, cached_dataset("digits", "val", None, tuple(model.meta.input_shape), 8)
+
+
+def check_am_gallery(at) -> None:
+    """The images shown are core's AM at the torchvision defaults (here 32 px, 16 steps): the page stored them."""
+    model, _ = resnet_and_val()
+    assert [s.value for s in at.selectbox if s.label.startswith("AM image size")] == [32]
+    before = cache.COMPUTED["am"]
+    assert core.am_images(model, "net.conv1", steps=16, size=32).images.shape == (64, 3, 32, 32)
+    assert cache.COMPUTED["am"] == before
 
 
 def check_similarity_page(at) -> None:
