@@ -295,3 +295,27 @@ def test_cli_ranks_a_torchvision_model_by_taylor_on_the_converted_digits(tmp_pat
     data = core.load_dataset("digits", "val", input_shape=(3, 224, 224), limit=4)  # rank evaluates on val
     expected = rank(model, data, "net.layer1.0.conv1", "taylor", cache=False).scores
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
+
+
+def test_two_threads_on_one_engine_each_get_their_own_gradients(resnet, tiny):
+    """Two sessions on one shared engine (one private copy): Taylor of two layers at once, each as when alone."""
+    import threading
+
+    engine = core.Engine(copy.deepcopy(resnet), tiny)
+    layers = [SINGLE, COUPLED]
+    alone = {layer: rank(engine.model, tiny, layer, "taylor", engine=engine, cache=False).scores for layer in layers}
+    wrong, start = [], threading.Barrier(2)
+
+    def run(layer):
+        start.wait()
+        for _ in range(15):
+            got = rank(engine.model, tiny, layer, "taylor", engine=engine, cache=False).scores
+            if not np.allclose(got, alone[layer], rtol=1e-5, atol=1e-12):
+                wrong.append(layer)
+
+    threads = [threading.Thread(target=run, args=(layer,)) for layer in layers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
