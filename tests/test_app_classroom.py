@@ -135,6 +135,7 @@ def check_am_gallery(at) -> None:
     """The images shown are core's AM at the torchvision defaults (here 32 px, 16 steps): the page stored them."""
     model, _ = resnet_and_val()
     assert [s.value for s in at.selectbox if s.label.startswith("AM image size")] == [32]
+    assert any("defaults to 16 steps" in c.value and "(32 px here)" in c.value for c in at.caption)
     before = cache.COMPUTED["am"]
     assert core.am_images(model, "net.conv1", steps=16, size=32).images.shape == (64, 3, 32, 32)
     assert cache.COMPUTED["am"] == before
