@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.engine.plots import heat_thumbnails, to_display, unit_activations
 from ui.rankings import ranking_picker
-from ui.compute import default_am_steps, heavy
+from ui.compute import am_size_input, default_am_steps, heavy
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 
@@ -21,15 +21,16 @@ st.caption("Each picture is the input that makes one unit fire most (paper B Eq.
            "and rotations each step, so the patterns look natural. Tiny images are enlarged pixel by pixel.")
 
 
-def am_result(steps: int, seed: int) -> core.AMResult:
+def am_result(steps: int, seed: int, size: int | None) -> core.AMResult:
     """AM images for the selected layer: from this session, the disk cache, or computed with a progress bar."""
     store = st.session_state.setdefault("_am_results", {})
-    key = (chosen.model_key, chosen.layer, steps, seed)
+    key = (chosen.model_key, chosen.layer, steps, seed, size)
     if key not in store:
         bar = st.progress(0.0, text=f"Optimizing {chosen.units()} images for {chosen.layer}…")
         with heavy("activation maximization") as work:
-            store[key] = core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, progress=work.progress(
-                lambda done, total: bar.progress(done / total, text=f"Optimizing step {done}/{total}")))
+            store[key] = core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, size=size,
+                                        progress=work.progress(lambda done, total: bar.progress(
+                                            done / total, text=f"Optimizing step {done}/{total}")))
         bar.empty()
     return store[key]
 
@@ -39,7 +40,8 @@ with friendly_errors():
     ranking = ranking_picker(a, chosen)
     steps = b.number_input("Optimization steps", min_value=16, max_value=2048, value=default_am_steps(chosen), step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
-    result = am_result(int(steps), int(seed))
+    size = am_size_input(chosen, int(steps))
+    result = am_result(int(steps), int(seed), size)
     order = [int(u) for u in ranking.order()]
     st.caption(f"{result.units} units, most important first by **{ranking.label}**. "
                f"{result.selectivity():.0%} of the units respond more to their own image than any other unit's "

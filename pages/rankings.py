@@ -30,7 +30,13 @@ with friendly_errors():
                "Shapley (paper A): a unit's average contribution to accuracy over coalitions of units. "
                "Switches: a learned Dirichlet probability per unit. The rest are baselines.")
 
-    picked = st.multiselect("Methods", list(METHODS), default=["Shapley", "Importance switches", "L1 norm"])
+    staged = chosen.engine("val").staged
+    if not staged:
+        st.caption("On a torchvision model every coalition and every switch update is a full pass of the network "
+                   f"over {len(chosen.data('val'))} images (about a second on a CPU): Shapley, the semivalues and "
+                   "the switches take minutes to hours, so the methods start at Taylor and L1, which take seconds.")
+    picked = st.multiselect("Methods", list(METHODS), default=["Shapley", "Importance switches", "L1 norm"] if staged
+                            else ["Taylor (paper B Eq. 7)", "L1 norm"])
     params: dict[str, dict] = {}
     if "Shapley" in picked:
         with st.expander("Shapley options"):

@@ -3,7 +3,7 @@ import core  # first of all: loads the whole library at once (see explorer.py)
 import streamlit as st
 
 from core.interpret.similarity import cluster_rows_image
-from ui.compute import default_am_steps, heavy
+from ui.compute import am_size_input, default_am_steps, heavy
 from ui.explain import explain
 from ui.state import friendly_errors, selection
 
@@ -16,20 +16,28 @@ st.caption("Two units are similar when their activation-maximization patterns lo
            "contribution index (paper B Eq. 7) and pruning takes the lowest first.")
 
 
-def analysis(steps: int, seed: int, definition: str, combine: str) -> tuple[core.Similarity, core.Clusters]:
-    """SD matrix and clusters for the selected layer: kept for the session, cached on disk by core."""
+def analysis(steps: int, seed: int, definition: str, combine: str,
+             size: int | None) -> tuple[core.Similarity, core.Clusters]:
+    """SD matrix and clusters for the selected layer: kept for the session, cached on disk by core. Each part
+    (AM, γ, the contribution index, k-means) shows its own progress."""
     store = st.session_state.setdefault("_clusters", {})
-    key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed, definition, combine)
+    key = (chosen.model_key, chosen.dataset, chosen.layer, steps, seed, definition, combine, size)
     if key not in store:
         bar = st.progress(0.0, text="Optimizing activation-maximization images…")
         with heavy("similarity and clusters") as work:
-            core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, progress=work.progress(
+            core.am_images(chosen.model, chosen.layer, steps=steps, seed=seed, size=size, progress=work.progress(
                 lambda done, total: bar.progress(done / total, text=f"AM step {done}/{total}")))
-            bar.progress(1.0, text="Class contributions and similarity…")
-            engine = chosen.engine("val")
-            similarity = core.similarity_matrix(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
-                                                engine=engine, gamma_definition=definition, combine=combine)
-            clusters = core.cluster_filters(chosen.model, chosen.data("val"), chosen.layer, steps, seed,
+            engine, data = chosen.engine("val"), chosen.data("val")
+            bar.progress(0.0, text="Class contributions γ…")
+            core.class_contributions(chosen.model, data, chosen.layer, engine=engine, definition=definition,
+                                     progress=work.progress(lambda done, total: bar.progress(
+                                         done / total, text=f"Class contributions γ: batch {done}/{total}")))
+            bar.progress(0.0, text="Contribution index (Taylor)…")
+            core.rank(chosen.model, data, chosen.layer, "taylor", engine=engine, progress=work.progress(
+                lambda done, total: bar.progress(done / total, text=f"Contribution index: {done}/{total} images")))
+            similarity = core.similarity_matrix(chosen.model, data, chosen.layer, steps, seed, engine=engine,
+                                                gamma_definition=definition, combine=combine, size=size)
+            clusters = core.cluster_filters(chosen.model, data, chosen.layer, steps, seed,
                                             similarity=similarity, engine=engine,
                                             progress=work.progress(lambda done, total: bar.progress(
                                                 done / total, text=f"k-means: trying k = {done + 1} of {total + 1}")))
@@ -40,6 +48,12 @@ def analysis(steps: int, seed: int, definition: str, combine: str) -> tuple[core
 
 def interaction_controls(units: int) -> core.Interactions | None:
     """Estimator choice and a compute button; the interactions of this layer once computed (kept per session)."""
+    if not chosen.engine("val").staged:
+        st.caption(f"Not offered on a torchvision model: every coalition is a full pass of the network, and even the "
+                   f"sampled estimator needs 2·n² = {2 * units * units:,} of them per order of the units (hours on a "
+                   f"CPU). The command line runs it where there is time: `python -m core interactions --checkpoint "
+                   f"{chosen.link_params()['model'] or 'MODEL'} --layer {chosen.layer} --estimator sampled`.")
+        return None
     exact_ok = units <= core.rankings.game.EXACT_LIMIT
     a, b, c = st.columns([2, 1, 1])
     options = ["exact", "sampled"] if exact_ok else ["sampled"]
@@ -64,17 +78,13 @@ def interaction_controls(units: int) -> core.Interactions | None:
 
 
 with friendly_errors():
-    if not chosen.engine("val").staged:
-        st.info("Similar filters needs the class contributions γ, computed through the network's layers after this "
-                "one from the prefix cache: available for our staged models (LeNet-5, VGG-16), not yet for a "
-                "torchvision model. Its AM images are on the AM gallery page.", icon=":material/info:")
-        st.stop()
     a, b, c = st.columns([2, 1, 1])
     rate = a.slider("Pruning rate", 0.0, 0.9, 0.3, 0.05,
                     help="Share of the layer's units to remove: each cluster gives a share proportional to its "
                          "size, lowest contribution index first; locked units and each cluster's last unit stay.")
     steps = b.number_input("AM steps", min_value=16, max_value=2048, value=default_am_steps(chosen), step=64)
     seed = c.number_input("Seed", min_value=0, max_value=10_000, value=0)
+    size = am_size_input(chosen, int(steps))
     d, e = st.columns(2)
     definition = d.radio("Class contributions γ", ["gate", "paper"], horizontal=True,
                          format_func={"gate": "gate: dP/d(strength of the whole map)",
@@ -84,7 +94,7 @@ with friendly_errors():
                               "the plain derivative dP/dA averaged over images and positions.")
     combine = e.radio("SD combines the two distances by", ["sum", "product"], horizontal=True,
                       help="Paper B's text adds the AM and γ distances; its printed Eq. 3 multiplies them.")
-    similarity, clusters = analysis(int(steps), int(seed), definition, combine)
+    similarity, clusters = analysis(int(steps), int(seed), definition, combine, size)
     removed = core.pruning_selection(clusters, rate)
 
     units = len(clusters.labels)

@@ -131,3 +131,18 @@ def test_pr_plan_shows_layer_costs_and_the_whole_plans_cost_on_the_comparison_sp
     assert any("Pr rule: **largest within Pr**" in c.value for c in at.caption)
     at.radio(key="compress_rule").set_value("FLOPs budget").run()
     assert any("cross-layer order: **normalized**" in c.value for c in at.caption)  # L1: auto -> normalized
+
+
+def test_a_cluster_aware_plan_uses_every_layers_clusters_at_the_am_defaults(model):
+    """Cluster-aware: the clusters of every layer (computed in a compute slot at the other pages' AM defaults,
+    256 steps on LeNet) give the plan core gives with the same clusters."""
+    at = open_page(PAGE)
+    at.text_input(key="compress_widths").set_value("5-10-50-20").run()
+    at.checkbox(key="compress_clusters").check().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    val = core.load_dataset("digits", "val")
+    clusters = core.layer_clusters(model, val, steps=256)  # the disk cache: the page's own clusters
+    plan = core.plan_from_widths(model, "5-10-50-20", None, clusters)
+    assert list(at.table[0].value["kept"]) == [5, 10, 50, 20]
+    masked = core.Engine(model, core.load_dataset("digits", "test")).evaluate(plan.off)
+    assert metric(at, "Accuracy after pruning") == f"{masked.accuracy:.2%}"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -135,8 +136,16 @@ def background(token: Token, waiting: Callable[[int], None] | None = None) -> It
 
 
 AM_STEPS = 256  # AM's default optimization steps on our staged models (seconds)
-GENERIC_AM_STEPS = 16  # a torchvision model at 224x224: ResNet-18 conv1's 64 images took 332 s for 32 steps on one
-# thread of this 2-core machine at load average 12-14 (the page's minimum; more on request)
+GENERIC_AM_STEPS = 32  # a torchvision model (224x224 input): its steps cost far more (see default_am_size)
+GENERIC_AM_SIZES = (224, 160, 112, 80, 64, 48, 32)  # AM image sides offered on a torchvision model, largest first
+AM_BUDGET_S = 60.0  # a torchvision layer's default AM size is the largest estimated to take about this long
+# Seconds per AM step and unit on one thread of this 2-core machine (ResNet-18, fitted to measured steps of conv1
+# to layer4 at 64-224 px, load 2-5): the image's parameterization and transforms per pixel, and the network up to
+# the layer per multiply-add (forward and backward; the layer itself computes only each image's own unit).
+# Measured at the defaults (32 steps, load 4-5): conv1 224 px 46 s, layer1.1.conv2 112 px 45 s, layer2.1.conv2
+# 64 px 36 s; at 64 px layer3.1.conv2 took 176 s and layer4.1.conv2 357 s, so those default to 32 px.
+_SECONDS_PER_PIXEL = 2.6e-7
+_SECONDS_PER_MAC = 1.5e-10
 
 
 def default_am_steps(chosen) -> int:
@@ -144,4 +153,68 @@ def default_am_steps(chosen) -> int:
     return AM_STEPS if core.network.models.is_staged(chosen.model) else GENERIC_AM_STEPS
 
 
-__all__ = ["default_am_steps", "apply_policy", "heavy", "live", "background", "session_alive_check", "Work", "Cancelled"]
+def am_step_seconds(layers: list, layer: str, input_side: int, size: int) -> float:
+    """Estimated seconds of one AM step of every unit of ``layer`` at ``size`` pixels (one thread, see above);
+    ``layers``: ``core.prunable_layers`` of the model, in forward order."""
+    names = [info.name for info in layers]
+    here = layers[names.index(layer)]
+    before = sum(info.flops for info in layers[:names.index(layer)]) + here.flops / here.units
+    scale = (size / input_side) ** 2
+    return here.units * (before * scale * _SECONDS_PER_MAC + size * size * _SECONDS_PER_PIXEL)
+
+
+def default_am_size(chosen, layer: str | None = None) -> int | None:
+    """The AM image side a page offers first: None (the input size) on our staged models; on a torchvision
+    model the largest of GENERIC_AM_SIZES whose GENERIC_AM_STEPS steps are estimated at AM_BUDGET_S or less
+    (ResNet-18: 224 px for conv1, 112-160 px in layer1, 64-80 px in layer2, 32 px in layer3 and layer4, where
+    even that takes longer). ``layer``: another layer than the selected one."""
+    if core.network.models.is_staged(chosen.model):
+        return None
+    layers, side = _layers(chosen.model), chosen.meta.input_shape[-1]
+    layer = layer or chosen.layer
+    for size in GENERIC_AM_SIZES:
+        if size <= side and GENERIC_AM_STEPS * am_step_seconds(layers, layer, side, size) <= AM_BUDGET_S:
+            return size
+    return min(GENERIC_AM_SIZES)
+
+
+def am_size_input(chosen, steps: int, container=None) -> int | None:
+    """The AM image size for a torchvision model (a select box, default ``default_am_size``, with the estimated
+    time for this layer); None on our staged models, whose AM images are their input size."""
+    default = default_am_size(chosen)
+    if default is None:
+        return None
+    side, layers = chosen.meta.input_shape[-1], _layers(chosen.model)
+    sizes = [size for size in GENERIC_AM_SIZES if size <= side] or [side]
+    size = (container or st).selectbox(
+        "AM image size (pixels)", sizes, index=sizes.index(default) if default in sizes else 0,
+        key=f"am_size:{chosen.model_key}:{chosen.layer}",
+        format_func=lambda px: f"{px} px, ~{_duration(steps * am_step_seconds(layers, chosen.layer, side, px))}",
+        help="A torchvision model takes smaller AM images than its input. Each step runs the network up to this "
+             f"layer on one image per unit, so the time grows with the pixels and the layer's depth. The default "
+             f"is the largest size estimated at about {AM_BUDGET_S:.0f} s for this layer on one CPU thread "
+             "(measured on ResNet-18, README 'A class on one server').")
+    (container or st).caption(
+        f"A torchvision model's AM defaults to {GENERIC_AM_STEPS} steps at the largest image size estimated at about "
+        f"{AM_BUDGET_S:.0f} s for the layer on one CPU thread ({default} px here). Measured on this 2-core machine, one "
+        "thread: ResNet-18 conv1 at 224 px 46 s, layer1.1.conv2 at 112 px 45 s, layer2.1.conv2 at 64 px 36 s, "
+        "layer4.1.conv2 at 32 px 63 s.")
+    return int(size)
+
+
+_LAYERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _layers(model) -> list:
+    """``core.prunable_layers`` (a counting pass at 224x224), once per model: the estimates read it per layer."""
+    if model not in _LAYERS:
+        _LAYERS[model] = core.prunable_layers(model)
+    return _LAYERS[model]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+__all__ = ["default_am_steps", "default_am_size", "am_size_input", "am_step_seconds", "apply_policy", "heavy", "live",
+           "background", "session_alive_check", "Work", "Cancelled"]

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from ..network.checkpoint import DEFAULT_CHECKPOINT, load_model
-from ..data import DATASETS, default_dataset, load_dataset
+from ..data import DATASETS, EMBEDDED, default_dataset, load_dataset
 from ..network.device import DEVICE_HELP, pick_device
 from ..engine import PRECISIONS, Engine, check_precision
 
@@ -101,7 +101,9 @@ def load(args: argparse.Namespace):
     name = args.dataset or default_dataset(model.meta.dataset, args.data_root)
     if not args.dataset and name != (model.meta.dataset or "digits"):
         print(f"note: {model.meta.dataset} was not found on this machine; using the embedded {name}", file=sys.stderr)
-    input_shape = model.meta.input_shape if name == "imagefolder" else None
+    # ImageFolder images come in any size, and the embedded sets are converted to any model's input (as in
+    # the app): a torchvision model (3x224x224) runs offline on the digits
+    input_shape = model.meta.input_shape if name in ("imagefolder", *EMBEDDED) else None
     data = load_dataset(name, args.split, args.data_root, args.download, input_shape, args.limit)
     return model, data
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..data import load_dataset
+from ..data import EMBEDDED, load_dataset
 from ..network.device import device_label, model_device
 from .common import (_check_precision, _common, _distributed, _precision_arg, _workers_args, command, load,
                      progress_bar)
@@ -153,7 +153,7 @@ def rank_units(args: argparse.Namespace) -> int:
     model, data = load(args)
     train = None
     if args.method == "switches" and params.get("split", "train") == "train":  # paper A: the training split
-        input_shape = model.meta.input_shape if data.name == "imagefolder" else None
+        input_shape = model.meta.input_shape if data.name in ("imagefolder", *EMBEDDED) else None  # as ``load``
         train = load_dataset(data.name, "train", args.data_root, args.download, input_shape)
     with progress_bar(f"{args.method} {args.layer}") as progress:
         ranking = rank(model, data, args.layer, args.method, progress=progress, cache=not args.no_cache,

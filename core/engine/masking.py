@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import threading
-import weakref
 from typing import Mapping
 
 import numpy as np
@@ -28,35 +26,16 @@ from ..data import DataSplit
 from ..network.device import model_device
 from ..network.hooks import thread_hook
 from .compute import checkpoint, holding_a_lock
+from .generic import Change, FrozenCopy, pre_activation_message
+from .linear import channel_contributions, consumer, consumer_out_numel
 from ..network.models import is_staged, layer_names, mask_point, unit_count
-from .state import identity, shared_eval_mode, weights_state
+from .state import identity, in_eval_mode, model_lock, weights_state
 from .masks import (BatchResult, EvalResult, Off, _broadcast, check_compatible, check_precision, keep_vector)
 
 _LINEAR_CACHE_BYTES = 384 * 2**20  # the per-channel contribution cache is skipped above this
 _CHUNK_ELEMENTS = 8 * 2**20  # floats per stacked (masks x images) activation chunk
 _LINEAR_CHUNK_ELEMENTS = 2**18  # the fast path is memory-bound: 1 MB chunks stay in cache (1.3-1.4x faster)
-_MODEL_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
-_MODEL_LOCKS_GUARD = threading.Lock()
-
-
-def _model_lock(model: nn.Module) -> threading.Lock:
-    """One lock per model object, shared by every Engine on it (hooked passes of one model never overlap)."""
-    with _MODEL_LOCKS_GUARD:
-        lock = _MODEL_LOCKS.get(model)
-        if lock is None:
-            lock = _MODEL_LOCKS[model] = threading.Lock()
-        return lock
-
-
-def _in_eval_mode(method):
-    """Run an Engine method with the model's modules in eval mode (BatchNorm statistics, no dropout), then
-    put back the modes found, per module: a notebook user's model in train mode stays in train mode. The
-    modes are restored when the last concurrent pass on the model ends (``state.shared_eval_mode``)."""
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        with shared_eval_mode(self.model):
-            return method(self, *args, **kwargs)
-    return run
+_GRADIENT_ELEMENTS = 2**22  # input floats per gradient pass of a generic model (ResNet-18 at 224x224: 27 images)
 
 
 class Engine:
@@ -82,6 +61,8 @@ class Engine:
         self._linear: dict[str, tuple | None] = {}
         self._lock = threading.Lock()  # one shared engine serves many app sessions
         self._frozen: list[tuple[str, nn.Module]] | None = None
+        self._frozen_net: FrozenCopy | None = None  # generic models: the whole network, private and frozen
+        self._shapes: dict[str, tuple[int, ...]] = {}
         self._coupled: tuple[list[list[str]], dict[str, str]] | None = None
         self._labels = data.labels.to(self.device)
         self._weights_state = weights_state(model)  # the caches below were built from these weights
@@ -107,6 +88,7 @@ class Engine:
                 self._prefix.clear()
                 self._linear.clear()
                 self._frozen = None
+                self._frozen_net = None
                 self._weights_state = state
         return state
 
@@ -124,7 +106,7 @@ class Engine:
         return masks
 
     @torch.no_grad()
-    @_in_eval_mode
+    @in_eval_mode
     def logits(self, off: Off | None = None) -> torch.Tensor:
         """Logits of the masked network for every image of the split."""
         masks = self.keep_masks(off)
@@ -156,7 +138,7 @@ class Engine:
                           predicted.cpu().numpy(), len(labels))
 
     @torch.no_grad()
-    @_in_eval_mode
+    @in_eval_mode
     def evaluate_masks(self, layer: str, keep: torch.Tensor | np.ndarray, images: np.ndarray | None = None,
                        per_image: bool = False) -> BatchResult:
         """Accuracy and loss for K keep vectors of one layer, shape (K, units), 1 = on.
@@ -196,16 +178,68 @@ class Engine:
                 self._prefix[layer] = self._compute_prefix(layer)
             return self._prefix[layer]
 
-    def gated_logits(self, layer: str, gate: torch.Tensor, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        """Differentiable logits with the layer's outputs scaled by ``gate`` (units,) or (B, units).
+    def modulated_logits(self, layer: str, change: Change, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Differentiable logits of the images ``index`` with the layer's output A replaced by ``change(A)``
+        (A: (B, units, ...), where masking switches units off); what every gradient method reads.
 
-        From the cached prefix, for the images ``index``; used by gradient-based methods
-        (importance switches, Captum cross-checks)."""
-        acts = self.activations(layer)[index]
-        x = acts * _broadcast(gate.to(acts.dtype), acts)
-        for _, block in self._frozen_blocks()[self._position(layer) + 1:]:
-            x = block(x)
-        return x
+        Staged models: the frozen suffix from the prefix cache. Any other model: a full pass of the engine's
+        private frozen copy, A changed by a hook at the mask point; a coupled layer's change applies to every
+        layer of its group (as masking removes a unit from all of them), and a pre-activation layer is refused
+        (``core.engine.generic``). Neither touches the shared model (no .grad, no hook, no mode change)."""
+        self._check_layer(layer)
+        if self.staged:
+            x = change(self.activations(layer)[index])
+            for _, block in self._frozen_blocks()[self._position(layer) + 1:]:
+                x = block(x)
+            return x
+        self._check_maskable([layer])
+        group = next((g for g in self.coupled_groups() if layer in g), [layer])
+        checkpoint()  # a cancelled gradient method stops at its next pass
+        index = index.cpu() if isinstance(index, torch.Tensor) else index
+        return self._frozen_copy().logits(self.data.images[index].to(self.device), group, change)
+
+    def gated_logits(self, layer: str, gate: torch.Tensor, index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Differentiable logits with the layer's outputs scaled by ``gate`` (units,) or (B, units), for the
+        images ``index``; used by gradient-based methods (Taylor, importance switches, γ): gate 0 = unit off."""
+        return self.modulated_logits(layer, lambda x: x * _broadcast(gate.to(x.dtype), x), index)
+
+    def unit_shape(self, layer: str) -> tuple[int, ...]:
+        """The layer's output shape for one image, (units, *map): from the prefix cache of a staged model, else
+        from one image through the frozen copy (a generic model's activations are never all kept)."""
+        self._check_layer(layer)
+        if self.staged:
+            return tuple(self.activations(layer).shape[1:])
+        copy_ = self._frozen_copy()
+        with self._lock:
+            known = self._shapes.get(layer)
+        if known is None:
+            known = tuple(copy_.output(layer, self.data.images[:1].to(self.device)).shape[1:])
+            with self._lock:
+                self._shapes[layer] = known
+        return known
+
+    def unit_peaks(self, layer: str) -> torch.Tensor:
+        """(units,): each unit's largest |activation| over the split's images (0 = a dead unit); a generic
+        model's batches go through the frozen copy and only the running maximum is kept."""
+        self._check_layer(layer)
+        if self.staged:
+            batches = [self.activations(layer)]
+        else:
+            images, copy_ = self.data.images, self._frozen_copy()
+            batches = (copy_.output(layer, images[s].to(self.device))
+                       for s in self._batches(len(images), images[0].numel()))
+        peak = None
+        for acts in batches:
+            top = (acts.abs().flatten(2).amax(2) if acts.dim() > 2 else acts.abs()).amax(0)
+            peak = top if peak is None else torch.maximum(peak, top)
+        return peak
+
+    def gradient_batch(self, wanted: int) -> int:
+        """Images per gradient pass: ``wanted``, fewer for a generic model (a full pass with its autograd
+        graph per image; the sums the gradient methods take do not depend on the batches)."""
+        if self.staged:
+            return wanted
+        return max(1, min(wanted, _GRADIENT_ELEMENTS // max(1, self.data.images[0].numel())))
 
     # --- internals ----------------------------------------------------------------------
 
@@ -226,6 +260,21 @@ class Engine:
             if self._frozen is None:
                 self._frozen = [(name, copy.deepcopy(block).requires_grad_(False).eval()) for name, block in self._children]
             return self._frozen
+
+    def _frozen_copy(self) -> FrozenCopy:
+        """The generic model's private frozen copy (``core.engine.generic``), rebuilt after a weight change."""
+        self._sync_weights()
+        with self._lock:
+            if self._frozen_net is None:
+                self._frozen_net = FrozenCopy(self.model)
+            return self._frozen_net
+
+    def _check_maskable(self, layers) -> None:
+        """Refuse pre-activation layers (their channels enter a foreign BatchNorm): masking them is not pruning."""
+        faults = self._coupling()[1]
+        for layer in layers:
+            if layer in faults:
+                raise ValueError(pre_activation_message(layer, faults[layer]))
 
     def _check_layer(self, layer: str) -> None:
         if layer not in self.layers:
@@ -251,7 +300,7 @@ class Engine:
             yield slice(lo, min(n, lo + size))
 
     @torch.no_grad()  # the cache must hold values, not an autograd graph into the shared weights
-    @_in_eval_mode
+    @in_eval_mode
     def _compute_prefix(self, layer: str) -> torch.Tensor:
         if not self.staged:
             raise ValueError("the prefix cache needs one of our staged models (lenet5, vgg16)")
@@ -296,55 +345,22 @@ class Engine:
         with self._lock:
             if layer in self._linear:
                 return self._linear[layer]
-        split = self._consumer(layer)
+        split = consumer(self._children, self._position(layer) + 1)
         result = None
         if split is not None:
             weight_mod, tail, resume, flatten = split
             acts = self._prefix.get(layer)
             acts = self.activations(layer) if acts is None else acts
             n, c = acts.shape[:2]
-            out_numel = self._consumer_out_numel(weight_mod, acts[:1], flatten)
+            out_numel = consumer_out_numel(weight_mod, acts[:1], flatten)
             if n * c * out_numel * 4 <= _LINEAR_CACHE_BYTES:
-                contrib = self._contributions(weight_mod, acts, flatten)
+                contrib = channel_contributions(weight_mod, acts, flatten)
                 bias = weight_mod.bias if weight_mod.bias is not None else torch.zeros(1, device=self.device)
                 bias = bias.view(-1, *([1] * (contrib.dim() - 3))) if isinstance(weight_mod, nn.Conv2d) else bias
                 result = (contrib, bias, tail, resume)
         with self._lock:
             self._linear[layer] = result
         return result
-
-    def _consumer(self, layer: str):
-        """The conv/linear right after ``layer`` (through a Flatten), if it consumes the channels directly."""
-        position = self._position(layer) + 1
-        flatten = False
-        if position < len(self._children) and isinstance(self._children[position][1], nn.Flatten):
-            flatten, position = True, position + 1
-        if position >= len(self._children):
-            return None
-        block = self._children[position][1]
-        modules = list(block) if isinstance(block, nn.Sequential) else [block]
-        if not isinstance(modules[0], (nn.Conv2d, nn.Linear)) or getattr(modules[0], "groups", 1) != 1:
-            return None
-        tail = nn.Sequential(*modules[1:])
-        return modules[0], tail, position + 1, flatten
-
-    @staticmethod
-    def _consumer_out_numel(module: nn.Module, one: torch.Tensor, flatten: bool) -> int:
-        with torch.no_grad():
-            return module(one.flatten(1) if flatten else one)[0].numel()
-
-    @staticmethod
-    @torch.no_grad()
-    def _contributions(module: nn.Module, acts: torch.Tensor, flatten: bool) -> torch.Tensor:
-        n, c = acts.shape[:2]
-        if isinstance(module, nn.Conv2d):
-            # Grouped conv: group i convolves input channel i with that channel's slice of every filter.
-            weight = module.weight.transpose(0, 1).reshape(c * module.out_channels, 1, *module.kernel_size)
-            out = F.conv2d(acts, weight, None, module.stride, module.padding, module.dilation, groups=c)
-            return out.view(n, c, module.out_channels, *out.shape[2:])
-        if flatten:  # (N, C, S) x (out, C, S) -> (N, C, out)
-            return torch.einsum("ncs,ocs->nco", acts.flatten(2), module.weight.view(module.out_features, c, -1))
-        return acts.unsqueeze(2) * module.weight.t().unsqueeze(0)  # (N, C, out)
 
     def coupled_groups(self) -> list[list[str]]:
         """Layers whose channels are coupled across residual adds (torchvision models; [] for staged ones).
@@ -381,18 +397,14 @@ class Engine:
         only in the thread that registered it (``core.network.hooks.thread_hook``, the one mechanism
         every hook of ``core`` uses), so a pass running in another thread at the same time (feature
         maps, AM) never sees this call's masks."""
-        faults = self._coupling()[1] if masks else {}
-        for layer in masks:
-            if layer in faults:
-                raise ValueError(f"{layer} cannot be masked here: its channels enter the BatchNorm {faults[layer]} "
-                                 f"(a pre-activation design, e.g. DenseNet), which still adds its shift to a "
-                                 f"zeroed channel, so the masked network would not be the pruned one")
+        if masks:
+            self._check_maskable(masks)
         masks = self._couple(masks)
 
         def hook(_m, _i, out, keep):
             return out * _broadcast(keep.to(out.dtype), out)
 
-        with _model_lock(self.model), holding_a_lock(), contextlib.ExitStack() as hooks:
+        with model_lock(self.model), holding_a_lock(), contextlib.ExitStack() as hooks:
             for layer, keep in masks.items():
                 hooks.enter_context(thread_hook(mask_point(self.model, layer),
                                                 lambda m, i, out, keep=keep: hook(m, i, out, keep)))

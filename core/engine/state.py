@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import weakref
 from typing import Iterator
@@ -47,6 +48,30 @@ def shared_eval_mode(model: nn.Module) -> Iterator[None]:
                 for module in state[1]:
                     module.training = True
                 del _EVAL[model]
+
+
+_LOCKS: "weakref.WeakKeyDictionary[nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.Lock:
+    """One lock per model object, shared by every Engine on it (hooked passes of one model never overlap)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+        return lock
+
+
+def in_eval_mode(method):
+    """Run an Engine method with the model's modules in eval mode (BatchNorm statistics, no dropout), then
+    put back the modes found, per module: a notebook user's model in train mode stays in train mode. The
+    modes are restored when the last concurrent pass on the model ends (``shared_eval_mode`` above)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with shared_eval_mode(self.model):
+            return method(self, *args, **kwargs)
+    return run
 
 
 _SAMPLED = 4096  # elements per tensor in the fingerprint's sum (a whole-tensor sum would read every weight per pass)
@@ -93,4 +118,4 @@ def check_identity(pool_identity: dict | None, wanted: dict) -> None:
         raise ValueError(f"the pool was made on {details}: make the pool from an engine on this model and data")
 
 
-__all__ = ["shared_eval_mode", "weights_state", "identity", "check_identity", "model_dtype"]
+__all__ = ["shared_eval_mode", "in_eval_mode", "model_lock", "weights_state", "identity", "check_identity", "model_dtype"]

@@ -25,8 +25,12 @@ of the filter's output wherever it is, even where the filter never fires. "gate"
 because its reading (the probability change when the unit is switched off) is what pruning
 needs; the SD matrix records which definition it used.
 
-Computed with ``Engine.gated_logits`` (the one masking engine) and autograd with batched grad
-outputs: one forward and one vectorized backward per batch give all classes at once.
+Computed with ``Engine.modulated_logits`` (the one masking engine: a gate or an offset on the layer's
+output, the frozen suffix of a staged model or a private frozen copy of a torchvision one, where a
+coupled layer is changed in every layer of its group) and autograd with batched grad outputs: one
+forward and one vectorized backward per batch give all classes at once. A model with more outputs than
+the data has classes (an ImageNet model on the digits) gets the data's classes, its first outputs, as
+accuracy reads them; its rows then need not sum to 0.
 """
 from __future__ import annotations
 
@@ -47,33 +51,31 @@ Progress = Callable[[int, int], None]
 DEFINITIONS = ("gate", "paper")
 
 
-def _offset_logits(engine: Engine, layer: str, offset: torch.Tensor, index: slice) -> torch.Tensor:
-    """Logits with ``offset`` (units,) added to every position of each unit's activation (the engine's
-    frozen eval-mode suffix, from its prefix cache): d/d offset_i = sum over positions of d/dA_i."""
-    acts = engine.activations(layer)[index]
-    x = acts + offset.to(acts.dtype).view(1, -1, *([1] * (acts.dim() - 2)))
-    for _, block in engine._frozen_blocks()[engine._position(layer) + 1:]:
-        x = block(x)
-    return x
-
-
 def _gamma(engine: Engine, layer: str, batch_size: int, progress: Progress | None,
            definition: str = "gate") -> np.ndarray:
-    units, n = engine.units(layer), len(engine.data)
+    shape = engine.unit_shape(layer)  # (units, *map), from one image on a generic model
+    units, n = shape[0], len(engine.data)
     classes = len(engine.data.class_names)
-    acts = engine.activations(layer)
-    positions = int(np.prod(acts.shape[2:])) if acts.dim() > 2 else 1
+    positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     start = 1.0 if definition == "gate" else 0.0
     gate = torch.full((units,), start, device=engine.device, requires_grad=True)
+    if definition == "gate":
+        def change(x):  # g_i * A_i: d/dg_i = sum over positions of dP/dA_i * A_i
+            return x * gate.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+    else:
+        def change(x):  # A_i + o_i at every position: d/do_i = sum over positions of dP/dA_i
+            return x + gate.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
     basis = torch.eye(classes, device=engine.device)
     total = torch.zeros(units, classes, device=engine.device, dtype=torch.float64)
+    batch_size = engine.gradient_batch(batch_size)
     batches = range(0, n, batch_size)
     for done, lo in enumerate(batches, 1):
         index = slice(lo, min(n, lo + batch_size))
         with torch.enable_grad():
-            logits = engine.gated_logits(layer, gate, index) if definition == "gate" else \
-                _offset_logits(engine, layer, gate, index)
-            probability = logits.softmax(-1).sum(0)  # (classes,) over the batch
+            logits = engine.modulated_logits(layer, change, index)
+            # a model with more outputs than the data's classes (ImageNet on digits): the data's classes, as
+            # accuracy reads them (softmax over every output, then the first ``classes``)
+            probability = logits.softmax(-1)[:, :classes].sum(0)  # (classes,) over the batch
             # one vectorized backward per class basis vector: the (classes, units) Jacobian
             (jacobian,) = torch.autograd.grad(probability, gate, grad_outputs=basis, is_grads_batched=True)
         total += jacobian.t().double()

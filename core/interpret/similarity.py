@@ -170,21 +170,21 @@ def sd_matrix(am_images_: np.ndarray, gamma: np.ndarray, translation_invariant: 
 
 def dead_units(engine: Engine, layer: str) -> np.ndarray:
     """(I,) True for the units whose activation is exactly zero on every image of the engine's split."""
-    acts = engine.activations(layer)
-    return (acts.abs().flatten(2).amax(2) if acts.dim() > 2 else acts.abs()).amax(0).cpu().numpy() == 0
+    return engine.unit_peaks(layer).cpu().numpy() == 0
 
 
 def similarity_matrix(model: nn.Module, data: DataSplit, layer: str, steps: int = 256, seed: int = 0,
                       progress: Progress | None = None, engine: Engine | None = None,
-                      gamma_definition: str = "gate", combine: str = "sum") -> Similarity:
+                      gamma_definition: str = "gate", combine: str = "sum", size: int | None = None) -> Similarity:
     """SD of every pair of units of ``layer`` (paper B Eq. 3), from AM images and class contributions.
 
-    ``gamma_definition``: "gate" or "paper" (core/interpret/contributions.py); ``combine``: "sum" or "product".
+    ``gamma_definition``: "gate" or "paper" (core/interpret/contributions.py); ``combine``: "sum" or "product";
+    ``size``: the AM images' side (``am_images``; default the model's input).
     Both inputs are cached on disk, so a second call is instant. ``progress`` follows the AM steps."""
     if combine not in COMBINE:
         raise ValueError(f"SD combines the distances by 'sum' or 'product', not {combine!r}")
     engine = engine or Engine(model, data)
-    am = am_images(model, layer, steps=steps, seed=seed, progress=progress)
+    am = am_images(model, layer, steps=steps, seed=seed, progress=progress, size=size)
     gamma = class_contributions(model, data, layer, engine=engine, definition=gamma_definition)
     conv = isinstance(weight_module(model, layer), nn.Conv2d)
     dead = dead_units(engine, layer)
@@ -223,14 +223,14 @@ def group(labels: np.ndarray, contribution: np.ndarray) -> list[list[int]]:
 
 def cluster_filters(model: nn.Module, data: DataSplit, layer: str, steps: int = 256, seed: int = 0,
                     min_silhouette: float = MIN_SILHOUETTE, similarity: Similarity | None = None,
-                    engine: Engine | None = None, progress: Progress | None = None) -> Clusters:
+                    engine: Engine | None = None, progress: Progress | None = None, size: int | None = None) -> Clusters:
     """Paper B Alg. 1 for one layer: SD, k-means with k chosen by silhouette, contribution index inside.
 
     ``similarity``: a precomputed ``similarity_matrix`` result (else it is computed, cached)."""
     from ..rankings import rank  # method "taylor" = paper B Eq. 7, the one implementation
 
     engine = engine or Engine(model, data)
-    similarity = similarity or similarity_matrix(model, data, layer, steps, seed, engine=engine)
+    similarity = similarity or similarity_matrix(model, data, layer, steps, seed, engine=engine, size=size)
     labels, scores = choose_clusters(similarity.sd, seed, min_silhouette, progress)
     contribution = np.asarray(rank(model, data, layer=layer, method="taylor", engine=engine).scores)
     members = group(labels, contribution)

@@ -156,9 +156,18 @@ def _check_fits(model: nn.Module, state: dict, meta: ModelMeta, label: str) -> N
 
 
 def torchvision_model(name: str, pretrained: bool = True) -> nn.Module:
-    """Any torchvision classification model by name; weights need the internet (or a cached copy)."""
+    """Any torchvision classification model by name; weights need the internet (or a cached copy).
+
+    ``name`` may be spelled as in the app's links: ``torchvision:resnet18`` (as ``resnet18``) and
+    ``torchvision:resnet18:random`` (random weights, whatever ``pretrained`` says)."""
     from torchvision import models
 
+    if name.startswith("torchvision:"):
+        name, _, weights = name[len("torchvision:"):].partition(":")
+        if weights not in ("", "random", "pretrained"):
+            raise CheckpointError(f"torchvision:{name}:{weights}: the weights are 'random' or 'pretrained' "
+                                  f"(e.g. torchvision:{name}:random)")
+        pretrained = pretrained if not weights else weights == "pretrained"
     try:
         builder = models.get_model_builder(name)
     except ValueError:

@@ -35,8 +35,24 @@ def thread_hook(module: nn.Module, hook: Hook) -> Iterator[None]:
         handle.remove()
 
 
+@contextmanager
+def thread_pre_hook(module: nn.Module, hook: Callable[[nn.Module, tuple], tuple | None]) -> Iterator[None]:
+    """``hook(module, inputs)`` as a forward *pre*-hook of ``module`` for the ``with`` block, in this thread only."""
+    owner = threading.get_ident()
+
+    def filtered(mod: nn.Module, inputs: tuple):
+        return hook(mod, inputs) if threading.get_ident() == owner else None
+
+    handle = module.register_forward_pre_hook(filtered)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class _Reached(Exception):
-    """Raised by ``module_output``'s hook to end the forward pass once the module's output is in hand."""
+    """Raised by the hook of ``module_output`` (``module_input``) to end the forward pass once the module's output
+    (input) is in hand."""
 
     def __init__(self, output: torch.Tensor):
         super().__init__("module reached")
@@ -52,6 +68,20 @@ def module_output(model: nn.Module, module: nn.Module, images: torch.Tensor) -> 
 
     try:
         with thread_hook(module, reached):
+            model(images)
+    except _Reached as stop:
+        return stop.output
+    raise ValueError(f"{type(module).__name__} did not run in the model's forward pass")
+
+
+def module_input(model: nn.Module, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The (first) input of ``module`` when ``model`` runs on ``images``, private to the calling thread; the
+    pass stops before the module runs (AM computes each image's own unit from it, ``core.interpret.am``)."""
+    def reached(_m, inputs):
+        raise _Reached(inputs[0])
+
+    try:
+        with thread_pre_hook(module, reached):
             model(images)
     except _Reached as stop:
         return stop.output

@@ -92,13 +92,15 @@ def layer_rankings(model: nn.Module, data: DataSplit, method: str = "l1", engine
 
 def layer_clusters(model: nn.Module, data: DataSplit, engine: Engine | None = None,
                    layers: Sequence[str] | None = None, steps: int = 256, seed: int = 0,
-                   progress: Progress | None = None) -> dict[str, Clusters]:
-    """Paper B's clusters (``core.cluster_filters``) of every prunable layer."""
+                   progress: Progress | None = None, size: int | Mapping[str, int] | None = None) -> dict[str, Clusters]:
+    """Paper B's clusters (``core.cluster_filters``) of every prunable layer; ``size``: the AM images' side,
+    one for every layer or per layer (a torchvision model's deep layers take smaller ones, ``am_images``)."""
     engine = engine or Engine(model, data)
     layers = list(layers or engine.layers)
     result = {}
     for i, layer in enumerate(layers):
-        result[layer] = cluster_filters(model, data, layer, steps, seed, engine=engine)
+        side = size.get(layer) if isinstance(size, Mapping) else size
+        result[layer] = cluster_filters(model, data, layer, steps, seed, engine=engine, size=side)
         if progress:
             progress(i + 1, len(layers))
     return result

@@ -22,6 +22,7 @@ from ..engine import Engine
 
 MAX_PLAYERS = 6  # 720 orderings: still a table a person can read
 CANDIDATES = 8  # teaching_players looks for its players among the layer's 8 units whose loss hurts most
+GENERIC_CANDIDATES = 5  # on a torchvision model (a full pass per coalition): 26 coalitions instead of 93
 
 
 @dataclass
@@ -82,11 +83,13 @@ def order_spread(game: ShapleyByHand) -> float:
     return float(sum(np.ptp([m[p] for _, m in game.orderings]) for p in game.players))
 
 
-def teaching_players(engine: Engine, layer: str, count: int = 3, candidates: int = CANDIDATES) -> list[int]:
+def teaching_players(engine: Engine, layer: str, count: int = 3, candidates: int | None = None) -> list[int]:
     """Players for Shapley by hand that show why the order matters, chosen by a rule (not by unit numbers).
 
     1. Every unit of ``layer`` is switched off alone (one batched call); the ``candidates`` units whose loss
        costs the most accuracy are kept (ties: lower unit first). Units worth nothing make a dull game.
+       On a torchvision model, where each of those is a full pass of the network, the loss of each unit is
+       estimated by its Taylor score instead (one backward pass), and ``candidates`` defaults to 5.
     2. Every ``count``-subset of the candidates is played (its coalitions share one more batched call), and
        the subset with the most players of non-zero Shapley value wins, then the largest ``order_spread``
        (different marginals in different orders), then the largest sum of |values|, then the lowest units.
@@ -94,10 +97,17 @@ def teaching_players(engine: Engine, layer: str, count: int = 3, candidates: int
     units = engine.units(layer)
     if not 2 <= count <= MAX_PLAYERS or count > units:
         raise ValueError(f"{layer} has {units} units: pick between 2 and {min(MAX_PLAYERS, units)} players")
-    single = np.ones((units + 1, units), dtype=np.float32)
-    single[np.arange(1, units + 1), np.arange(units)] = 0.0  # row 0: everyone on; row i + 1: unit i off
-    accuracy = engine.evaluate_masks(layer, single).accuracy
-    drop = accuracy[0] - accuracy[1:]
+    if candidates is None:
+        candidates = CANDIDATES if engine.staged else GENERIC_CANDIDATES
+    if engine.staged:
+        single = np.ones((units + 1, units), dtype=np.float32)
+        single[np.arange(1, units + 1), np.arange(units)] = 0.0  # row 0: everyone on; row i + 1: unit i off
+        accuracy = engine.evaluate_masks(layer, single).accuracy
+        drop = accuracy[0] - accuracy[1:]
+    else:
+        from .taylor import compute as taylor  # Eq. 7: the first-order loss change of removing each unit
+
+        drop = taylor(engine, layer)[0]
     pool = sorted(sorted(range(units), key=lambda u: (-drop[u], u))[:max(count, min(candidates, units))])
     offs = [frozenset(c) for size in range(count + 1) for c in combinations(pool, size)]  # the units switched off
     keep = np.ones((len(offs), units), dtype=np.float32)
