@@ -91,6 +91,8 @@ def figure(results: dict[str, CurveSet], path: Path, title: str) -> None:
     axes = axes.ravel()
     for ax in axes[len(results):]:
         ax.axis("off")
+    kinds = {r.reference.label.split(" (")[0] for r in results.values() if r.reference is not None}
+    reference_label = kinds.pop() if len(kinds) == 1 else "reference line (per layer: see the title)"
     for ax, (layer, result) in zip(axes, results.items()):
         band = result.random
         ax.fill_between(band.counts, band.lo * 100, band.hi * 100, color="#999", alpha=0.35, linewidth=0,
@@ -101,7 +103,7 @@ def figure(results: dict[str, CurveSet], path: Path, title: str) -> None:
                     marker="o", markersize=2.5, label=NAMES.get(curve.method, curve.label))
         if result.reference is not None:  # the oracle (an upper bound) or the greedy reference
             ax.plot(result.reference.counts, result.reference.accuracy * 100, color="black", linestyle=(0, (4, 2)),
-                    linewidth=1.3, label=result.reference.label.split(" (")[0])
+                    linewidth=1.3, label=reference_label)
         ax.set_title(f"{layer} ({result.units} units)")
         ax.set_xlabel("units removed (least important first)")
         ax.set_ylim(0, 101)
