@@ -174,7 +174,7 @@ def main() -> None:
             results[layer] = curve_set(test_engine, layer, methods, seeds=5, rank_engine=val_engine, reference=reference)
         seconds = time.perf_counter() - start
         title = (f"LeNet-5 10-20-100-25 on Fashion-MNIST, trained on 55,000 images (test accuracy {base:.2%})\n"
-                 f"rankings on validation images, curves on the 10,000 test images; no retraining; black dashed: "
+                 f"rankings on validation images, curves on the 10,000 test images; no retraining\nblack dashed: "
                  f"the oracle (best of all removals) on conv1, the greedy reference on the wider layers")
         mnist_curves.NAMES["shapley"] = "Shapley (exact: conv1, conv2; sampled: fc1, fc2)"
         figure(results, Path(args.figure), title)
