@@ -66,12 +66,7 @@ def module_output(model: nn.Module, module: nn.Module, images: torch.Tensor) -> 
     def reached(_m, _i, out):
         raise _Reached(out)
 
-    try:
-        with thread_hook(module, reached):
-            model(images)
-    except _Reached as stop:
-        return stop.output
-    raise ValueError(f"{type(module).__name__} did not run in the model's forward pass")
+    return _run_until_reached(model, module, images, thread_hook(module, reached))
 
 
 def module_input(model: nn.Module, module: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -80,8 +75,13 @@ def module_input(model: nn.Module, module: nn.Module, images: torch.Tensor) -> t
     def reached(_m, inputs):
         raise _Reached(inputs[0])
 
+    return _run_until_reached(model, module, images, thread_pre_hook(module, reached))
+
+
+def _run_until_reached(model: nn.Module, module: nn.Module, images: torch.Tensor, hook) -> torch.Tensor:
+    """Run ``model`` with ``hook`` (a context raising ``_Reached``) in place; the tensor it carried."""
     try:
-        with thread_pre_hook(module, reached):
+        with hook:
             model(images)
     except _Reached as stop:
         return stop.output
