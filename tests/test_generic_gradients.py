@@ -319,3 +319,24 @@ def test_two_threads_on_one_engine_each_get_their_own_gradients(resnet, tiny):
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+def test_unit_thumbnails_never_run_or_switch_the_shared_model(resnet, tiny):
+    """The toggle thumbnails' activations (core.engine.plots.unit_activations) come from the engine's private
+    copy in eval mode: the shared model (here in train mode, as another session might hold it) is never run
+    and its modes never flipped, and the values equal an eval-mode pass of the layer."""
+    from core.network.hooks import module_output
+
+    shared = copy.deepcopy(resnet).train()
+    engine = core.Engine(shared, tiny)
+    calls = []
+    handle = shared.register_forward_pre_hook(lambda module, inputs: calls.append(module.training))
+    try:
+        acts = core.engine.plots.unit_activations(engine, SINGLE)
+    finally:
+        handle.remove()
+    assert calls == [] and all(m.training for m in shared.modules())
+    reference = copy.deepcopy(resnet).eval()
+    with torch.no_grad():
+        expected = module_output(reference, mask_point(reference, SINGLE), tiny.images)
+    assert torch.allclose(acts, expected, atol=1e-5)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -218,18 +218,22 @@ class Engine:
                 self._shapes[layer] = known
         return known
 
-    def unit_peaks(self, layer: str) -> torch.Tensor:
-        """(units,): each unit's largest |activation| over the split's images (0 = a dead unit); a generic
-        model's batches go through the frozen copy and only the running maximum is kept."""
+    def layer_outputs(self, layer: str) -> Iterator[torch.Tensor]:
+        """The layer's unmasked output on the split's images, in batches: the prefix cache of a staged model (one
+        batch), else the private frozen copy's passes (the shared model's modes and hooks are never touched)."""
         self._check_layer(layer)
         if self.staged:
-            batches = [self.activations(layer)]
-        else:
-            images, copy_ = self.data.images, self._frozen_copy()
-            batches = (copy_.output(layer, images[s].to(self.device))
-                       for s in self._batches(len(images), images[0].numel()))
+            yield self.activations(layer)
+            return
+        images, copy_ = self.data.images, self._frozen_copy()
+        for s in self._batches(len(images), images[0].numel()):
+            yield copy_.output(layer, images[s].to(self.device))
+
+    def unit_peaks(self, layer: str) -> torch.Tensor:
+        """(units,): each unit's largest |activation| over the split's images (0 = a dead unit); of a generic
+        model's batches only the running maximum is kept."""
         peak = None
-        for acts in batches:
+        for acts in self.layer_outputs(layer):
             top = (acts.abs().flatten(2).amax(2) if acts.dim() > 2 else acts.abs()).amax(0)
             peak = top if peak is None else torch.maximum(peak, top)
         return peak

@@ -21,21 +21,11 @@ def to_display(image: torch.Tensor | np.ndarray, size: int = 112) -> np.ndarray:
 def unit_activations(engine, layer: str) -> torch.Tensor:
     """The layer's unmasked output on every image of ``engine``'s split (what unit thumbnails show).
 
-    Staged models: the engine's prefix cache. Any other model (torchvision): a forward pass in the
-    engine's batches with the layer's output read by a hook private to the calling thread."""
+    Staged models: the engine's prefix cache. Any other model (torchvision): the engine's batches through its
+    private frozen copy (``Engine.layer_outputs``), so the shared model's eval mode is never flipped."""
     if engine.staged:
         return engine.activations(layer)
-    from ..network.hooks import module_output
-    from ..network.models import mask_point
-
-    engine.units(layer)  # validates the name
-    images, point = engine.data.images, mask_point(engine.model, layer)
-    was_training = engine.model.training
-    with torch.no_grad():
-        outs = [module_output(engine.model.eval(), point, images[s].to(engine.device)).cpu()
-                for s in engine._batches(len(images), images[0].numel())]
-    engine.model.train(was_training)
-    return torch.cat(outs)
+    return torch.cat([acts.cpu() for acts in engine.layer_outputs(layer)])
 
 
 def heat_thumbnails(maps: torch.Tensor, size: int = 64, colorscale: str = "Viridis",
