@@ -22,6 +22,19 @@ APP_TIMEOUT = 180  # model loading and first computations take longer than AppTe
 DIGITS_MODEL = "lenet5_digits.pt"
 
 
+def turn_off_lowest(at, ranking: str, k: int) -> list[int]:
+    """On Live toggles: pick the session ranking ``ranking``, turn off its ``k`` lowest units; the units now off."""
+    at.switch_page("pages/toggle.py").run()
+    box = next(s for s in at.selectbox if s.label == "Ranking")
+    assert ranking in box.options, box.options
+    box.set_value(ranking)
+    at.number_input[0].set_value(k)
+    at.run()
+    next(b for b in at.button if b.label.startswith("Turn off")).click().run()
+    assert not at.exception, at.exception
+    return [i for i, t in enumerate(at.toggle) if not t.value]
+
+
 def open_page(path: str | None = None, layer: str | None = None, model: str | None = DIGITS_MODEL):
     """An AppTest session of the whole app, on ``path`` (default: the overview) and ``layer``,
     checked to have rendered without exception or error message.

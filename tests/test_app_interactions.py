@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 import core
-from tests.conftest import open_page
+from tests.conftest import open_page, turn_off_lowest
 from tests.test_app_curves import values
 
 
@@ -50,13 +50,6 @@ def test_rankings_page_offers_shapiq_svarm(model, digits_val):
     next(n for n in at.number_input if n.label == "Coalitions (budget)").set_value(500).run()
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    at.switch_page("pages/toggle.py").run()
-    ranking = next(s for s in at.selectbox if s.label == "Ranking")
-    assert "Shapley (shapiq SVARM, 500 coalitions)" in ranking.options
-    ranking.set_value("Shapley (shapiq SVARM, 500 coalitions)")
-    at.number_input[0].set_value(3)
-    at.run()
-    next(b for b in at.button if b.label.startswith("Turn off")).click().run()
-    assert not at.exception, at.exception
+    off = turn_off_lowest(at, "Shapley (shapiq SVARM, 500 coalitions)", 3)
     lowest = core.rank(model, digits_val, "conv1", "shapley", estimator="svarm", samples=500, seed=0).lowest(3)
-    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)
+    assert off == sorted(lowest)

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.rankings.plots import feature_map_grid, feature_maps
-from tests.conftest import open_page
+from tests.conftest import open_page, turn_off_lowest
 
 def charts(at: AppTest) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
@@ -84,18 +84,9 @@ def test_live_toggles_turn_off_the_k_lowest_by_a_ranking_computed_on_the_ranking
     next(s for s in at.slider if s.label == "Permutations").set_value(20)
     at.button[0].click()
     at.run()
-    at.switch_page("pages/toggle.py")
-    at.run()
-    ranking = next(s for s in at.selectbox if s.label == "Ranking")
-    assert "Shapley (sampled, 20 perms)" in ranking.options
-    ranking.set_value("Shapley (sampled, 20 perms)")
-    at.number_input[0].set_value(3)
-    at.run()
-    next(b for b in at.button if b.label.startswith("Turn off")).click()
-    at.run()
-    assert not at.exception, at.exception
+    off = turn_off_lowest(at, "Shapley (sampled, 20 perms)", 3)
     lowest = core.rank(model, digits_val, "conv1", "shapley", samples=20).lowest(3)
-    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)
+    assert off == sorted(lowest)
     shown = next(m for m in at.metric if m.label.startswith("Accuracy")).value
     assert shown == f"{core.evaluate(model, digits_test, off={'conv1': lowest}).accuracy:.2%}"
 

@@ -9,7 +9,7 @@ import pytest
 import core
 from core.rankings import game
 from core.rankings.stratified import minimum_budget, regression_samples, stratified
-from tests.conftest import open_page
+from tests.conftest import open_page, turn_off_lowest
 
 
 def table_game(values: np.ndarray, units: int) -> game.Value:
@@ -122,12 +122,6 @@ def test_rankings_page_offers_the_stratified_estimator(model, digits_val):
     budget.set_value(500).run()
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    at.switch_page("pages/toggle.py").run()
-    ranking = next(s for s in at.selectbox if s.label == "Ranking")
-    ranking.set_value("Shapley (stratified, 500 coalitions)")
-    at.number_input[0].set_value(3)
-    at.run()
-    next(b for b in at.button if b.label.startswith("Turn off")).click().run()
-    assert not at.exception, at.exception
+    off = turn_off_lowest(at, "Shapley (stratified, 500 coalitions)", 3)
     lowest = core.rank(model, digits_val, "conv1", "shapley", estimator="stratified", samples=500, seed=0).lowest(3)
-    assert [i for i, t in enumerate(at.toggle) if not t.value] == sorted(lowest)
+    assert off == sorted(lowest)
